@@ -1,0 +1,175 @@
+#include "frugal/tensor.h"
+
+#include <cassert>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace frugal {
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ",";
+    out += std::to_string(s[i]);
+  }
+  return out + "]";
+}
+
+size_t storage_bytes(DType t, int64_t n) {
+  if (n <= 0) return 0;
+  const int bits = dtype_bits(t);
+  return (static_cast<size_t>(n) * static_cast<size_t>(bits) + 7) / 8;
+}
+
+namespace {
+
+std::shared_ptr<void> allocate(size_t bytes, bool zero) {
+  const size_t size = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, size);
+  if (!p) throw std::bad_alloc();
+  if (zero) std::memset(p, 0, size);
+  return std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+}
+
+}  // namespace
+
+Tensor Tensor::zeros(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  auto mem = allocate(t.nbytes(), true);
+  t.data_ = mem.get();
+  t.holder_ = std::move(mem);
+  return t;
+}
+
+Tensor Tensor::uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  auto mem = allocate(t.nbytes(), false);
+  t.data_ = mem.get();
+  t.holder_ = std::move(mem);
+  return t;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<const void> keepalive, const void* data) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.holder_ = std::move(keepalive);
+  t.data_ = data;
+  t.readonly_ = true;
+  return t;
+}
+
+Tensor Tensor::from_bytes(DType dtype, Shape shape, const void* bytes) {
+  Tensor t = uninitialized(dtype, std::move(shape));
+  if (t.nbytes()) std::memcpy(t.raw_mut(), bytes, t.nbytes());
+  return t;
+}
+
+void* Tensor::raw_mut() {
+  assert(!readonly_ && "writing into a read-only tensor view");
+  return const_cast<void*>(data_);
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  assert(shape_numel(shape) == numel());
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+Tensor Tensor::clone() const { return from_bytes(dtype_, shape_, data_); }
+
+namespace {
+
+template <typename Out>
+std::vector<Out> convert_all(const Tensor& t) {
+  const int64_t n = t.numel();
+  std::vector<Out> v(static_cast<size_t>(n));
+  const void* p = t.raw();
+  auto put = [&](auto* src) {
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<Out>(src[i]);
+  };
+  switch (t.dtype()) {
+    case DType::kFloat: put(static_cast<const float*>(p)); break;
+    case DType::kDouble: put(static_cast<const double*>(p)); break;
+    case DType::kInt8: put(static_cast<const int8_t*>(p)); break;
+    case DType::kUInt8: put(static_cast<const uint8_t*>(p)); break;
+    case DType::kInt16: put(static_cast<const int16_t*>(p)); break;
+    case DType::kUInt16: put(static_cast<const uint16_t*>(p)); break;
+    case DType::kInt32: put(static_cast<const int32_t*>(p)); break;
+    case DType::kUInt32: put(static_cast<const uint32_t*>(p)); break;
+    case DType::kInt64: put(static_cast<const int64_t*>(p)); break;
+    case DType::kUInt64: put(static_cast<const uint64_t*>(p)); break;
+    case DType::kBool: put(static_cast<const uint8_t*>(p)); break;
+    case DType::kFloat16: {
+      auto* s = static_cast<const uint16_t*>(p);
+      for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<Out>(half_to_float(s[i]));
+      break;
+    }
+    case DType::kBFloat16: {
+      auto* s = static_cast<const uint16_t*>(p);
+      for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<Out>(bf16_to_float(s[i]));
+      break;
+    }
+    default: break;  // unsupported types convert to zeros; callers check dtypes first
+  }
+  return v;
+}
+
+}  // namespace
+
+std::vector<double> Tensor::to_double_vector() const { return convert_all<double>(*this); }
+std::vector<int64_t> Tensor::to_int64_vector() const { return convert_all<int64_t>(*this); }
+
+Tensor Tensor::to_float() const {
+  if (dtype_ == DType::kFloat) return *this;
+  auto v = convert_all<float>(*this);
+  return from_bytes(DType::kFloat, shape_, v.data());
+}
+
+CompareResult compare_tensors(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  CompareResult r;
+  r.shape_ok = actual.shape() == expected.shape();
+  r.dtype_ok = actual.dtype() == expected.dtype();
+  if (!r.shape_ok) return r;
+  const auto a = actual.to_double_vector(), e = expected.to_double_vector();
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = a[i], y = e[i];
+    if (std::isnan(x) || std::isnan(y)) {
+      if (std::isnan(x) != std::isnan(y)) {
+        if (r.first_bad < 0) r.first_bad = static_cast<int64_t>(i);
+        ++r.mismatches;
+      }
+      continue;
+    }
+    if (std::isinf(x) || std::isinf(y)) {
+      if (x != y) {
+        if (r.first_bad < 0) r.first_bad = static_cast<int64_t>(i);
+        ++r.mismatches;
+      }
+      continue;
+    }
+    const double d = std::fabs(x - y);
+    r.max_abs = std::max(r.max_abs, d);
+    if (y != 0) r.max_rel = std::max(r.max_rel, d / std::fabs(y));
+    if (d > atol + rtol * std::fabs(y)) {
+      if (r.first_bad < 0) r.first_bad = static_cast<int64_t>(i);
+      ++r.mismatches;
+    }
+  }
+  return r;
+}
+
+}  // namespace frugal

@@ -1,0 +1,62 @@
+// Datasets: iterators of named input sets for a model.
+//   - a directory of ONNX test_data_set_N/ folders (input_K.pb bound by tensor name, or by position
+//     when names are empty), or one such folder;
+//   - a directory of .npy/.npz files, or a single .npz (keys = input names; one sample per file, or
+//     a leading sample axis split with --batch-axis semantics left to the caller);
+//   - synthetic inputs drawn from the declared shapes (symbolic dims from --dims).
+// Readers check dtype and shape against the model and name the input that is wrong.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "frugal/executor.h"
+#include "frugal/model.h"
+#include "frugal/status.h"
+
+namespace frugal {
+
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  // Number of samples when known up front.
+  virtual size_t size() const = 0;
+  // Reads sample i (0 <= i < size()).
+  virtual StatusOr<NamedTensors> get(size_t i) = 0;
+  // A description for reports ("3 test_data_set dirs under data/").
+  virtual std::string describe() const = 0;
+  // A fingerprint of the data (sha256 over file names and contents, or of the synthetic recipe).
+  virtual std::string fingerprint() const = 0;
+  // Reference outputs for sample i when the source has them (output_K.pb); empty otherwise.
+  virtual StatusOr<NamedTensors> expected(size_t /*i*/) { return NamedTensors{}; }
+};
+
+struct DatasetOptions {
+  std::map<std::string, int64_t> dims;  // symbolic dim values
+  size_t synthetic_count = 0;           // > 0: synthetic data instead of a path
+  uint64_t seed = 0;
+};
+
+// Opens a dataset for `graph` from a path (test_data_set dirs, .pb, .npy, .npz) or synthetic options.
+StatusOr<std::unique_ptr<Dataset>> open_dataset(const Graph& graph, const std::filesystem::path& path,
+                                                const DatasetOptions& opts);
+StatusOr<std::unique_ptr<Dataset>> synthetic_dataset(const Graph& graph, const DatasetOptions& opts);
+
+// Resolves the concrete shape of a graph input: declared dims, symbolic ones from `dims`.
+StatusOr<Shape> concrete_input_shape(const ValueInfo& vi, const std::map<std::string, int64_t>& dims);
+
+// Checks a named input set against the graph inputs; the message names the wrong input.
+Status check_inputs(const Graph& graph, const NamedTensors& inputs);
+
+// numpy formats.
+StatusOr<Tensor> read_npy(const std::filesystem::path& path);
+StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what);
+Status write_npy(const std::filesystem::path& path, const Tensor& t);
+// All arrays of an .npz (stored or deflated), keyed by name without the .npy suffix, in file order.
+StatusOr<NamedTensors> read_npz(const std::filesystem::path& path);
+
+}  // namespace frugal

@@ -1,0 +1,15 @@
+// Threading for kernels: OpenMP underneath, one process-wide thread count set from --threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace frugal {
+
+void set_num_threads(int n);  // <= 0: all hardware threads
+int num_threads();
+
+// Calls fn(begin, end) on disjoint chunks covering [0, n). Runs inline when n < grain or with one thread.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace frugal

@@ -1,0 +1,8 @@
+#include "families.h"
+#include "kernel_util.h"
+
+namespace frugal::kernels {
+
+void register_pool_kernels(KernelRegistry& /*r*/) {}
+
+}  // namespace frugal::kernels

@@ -1,0 +1,184 @@
+// Model load and save: protobuf limits raised, external data validated on load and written on save,
+// outputs written through a temp file and renamed.
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <climits>
+#include <fstream>
+
+#include "frugal/model.h"
+#include "onnx_util.h"
+
+namespace frugal {
+
+namespace fs = std::filesystem;
+
+Status parse_model_bytes(const void* data, size_t size, onnx::ModelProto* out, const std::string& what) {
+  if (size == 0) return InvalidModel(what + " is empty (0 bytes)");
+  if (size > static_cast<size_t>(INT_MAX))
+    return InvalidModel(what + " is larger than 2 GB; store its weights as external data");
+  google::protobuf::io::ArrayInputStream raw(data, static_cast<int>(size));
+  google::protobuf::io::CodedInputStream in(&raw);
+  in.SetTotalBytesLimit(INT_MAX);
+  in.SetRecursionLimit(512);
+  if (!out->ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
+    return InvalidModel(what + " is not a valid ONNX model (protobuf parse failed: truncated or corrupt)");
+  if (!out->has_graph())
+    return InvalidModel(what + " is not an ONNX model (no graph)");
+  if (out->opset_import_size() == 0 && out->ir_version() == 0)
+    return InvalidModel(what + " is not an ONNX model (no IR version and no opset imports)");
+  return OkStatus();
+}
+
+namespace {
+
+// Every TensorProto stored in the model: initializers and tensor attributes, subgraphs included.
+void collect_tensors(onnx::GraphProto* g, std::vector<onnx::TensorProto*>* out);
+
+void collect_node_tensors(onnx::NodeProto* n, std::vector<onnx::TensorProto*>* out) {
+  for (auto& a : *n->mutable_attribute()) {
+    if (a.has_t()) out->push_back(a.mutable_t());
+    for (auto& t : *a.mutable_tensors()) out->push_back(&t);
+    if (a.has_g()) collect_tensors(a.mutable_g(), out);
+    for (auto& g : *a.mutable_graphs()) collect_tensors(&g, out);
+  }
+}
+
+void collect_tensors(onnx::GraphProto* g, std::vector<onnx::TensorProto*>* out) {
+  for (auto& t : *g->mutable_initializer()) out->push_back(&t);
+  for (auto& s : *g->mutable_sparse_initializer()) {
+    out->push_back(s.mutable_values());
+    out->push_back(s.mutable_indices());
+  }
+  for (auto& n : *g->mutable_node()) collect_node_tensors(&n, out);
+}
+
+std::vector<onnx::TensorProto*> all_tensors(onnx::ModelProto* m) {
+  std::vector<onnx::TensorProto*> out;
+  collect_tensors(m->mutable_graph(), &out);
+  for (auto& f : *m->mutable_functions())
+    for (auto& n : *f.mutable_node()) collect_node_tensors(&n, &out);
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::shared_ptr<Model>> Model::load(const fs::path& path, const LoadOptions& opts) {
+  FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "model"));
+  auto m = std::make_shared<Model>();
+  const std::string what = "model '" + path.string() + "'";
+  FRUGAL_RETURN_IF_ERROR(parse_model_bytes(bytes.data(), bytes.size(), &m->proto_, what));
+  m->path_ = path;
+  m->file_size_ = bytes.size();
+  m->resolver_ = std::make_shared<ExternalDataResolver>(path.has_parent_path() ? path.parent_path() : fs::path("."));
+  // Validate every stored tensor up front: dims against bytes, external ranges and paths.
+  for (onnx::TensorProto* t : all_tensors(&m->proto_)) {
+    Status s = check_tensor_proto(*t, m->resolver_.get());
+    if (!s.ok() && s.code() != StatusCode::kUnsupported) return s.with_context(what);
+    if (s.ok() && opts.inline_external_data && is_external(*t)) {
+      FRUGAL_ASSIGN_OR_RETURN(Tensor v, tensor_from_proto(*t, m->resolver_.get()));
+      const std::string name = t->name();
+      tensor_to_proto(v, t);
+      t->set_name(name);
+    }
+  }
+  return m;
+}
+
+std::shared_ptr<Model> Model::from_proto(onnx::ModelProto proto, fs::path base_dir) {
+  auto m = std::make_shared<Model>();
+  m->proto_ = std::move(proto);
+  m->resolver_ = std::make_shared<ExternalDataResolver>(std::move(base_dir));
+  return m;
+}
+
+int Model::opset(const std::string& domain) const {
+  const std::string d = domain == "ai.onnx" ? "" : domain;
+  for (const auto& o : proto_.opset_import()) {
+    const std::string od = o.domain() == "ai.onnx" ? "" : o.domain();
+    if (od == d) return static_cast<int>(o.version());
+  }
+  return 0;
+}
+
+StatusOr<Tensor> Model::initializer(const onnx::TensorProto& t) const { return tensor_from_proto(t, resolver_.get()); }
+
+Status Model::save(const fs::path& path, const SaveOptions& opts) const {
+  if (!opts.allow_overwrite_input) {
+    if ((!opts.input_path.empty() && same_file(path, opts.input_path)) || (!path_.empty() && same_file(path, path_)))
+      return InvalidArgument("refusing to overwrite the input model '" + path.string() + "' (use --in-place)");
+  }
+  onnx::ModelProto out = proto_;
+  auto tensors = all_tensors(&out);
+  bool has_external = false;
+  for (auto* t : tensors) has_external |= is_external(*t);
+
+  // Re-inline every external tensor first; whatever goes out again is written to the new data file.
+  for (auto* t : tensors) {
+    if (!is_external(*t)) continue;
+    FRUGAL_ASSIGN_OR_RETURN(Tensor v, tensor_from_proto(*t, resolver_.get()));
+    const std::string name = t->name();
+    tensor_to_proto(v, t);
+    t->set_name(name);
+  }
+  const size_t kProtoLimit = static_cast<size_t>(INT_MAX) - (64u << 20);  // headroom for the graph itself
+  bool externalise = opts.external_data || (has_external && opts.keep_external) || out.ByteSizeLong() > kProtoLimit;
+
+  std::unique_ptr<AtomicFile> data_file;
+  if (externalise) {
+    const std::string data_name = opts.external_file.empty() ? path.filename().string() + ".data" : opts.external_file;
+    data_file = std::make_unique<AtomicFile>(path.parent_path() / data_name);
+    std::ofstream data(data_file->temp_path(), std::ios::binary | std::ios::trunc);
+    if (!data) return IoError("cannot write external data file '" + data_file->target().string() + "'");
+    uint64_t offset = 0;
+    for (auto* t : tensors) {
+      if (static_cast<DType>(t->data_type()) == DType::kString) continue;
+      FRUGAL_ASSIGN_OR_RETURN(Tensor v, tensor_from_proto(*t, nullptr));
+      if (v.nbytes() < opts.external_threshold) continue;
+      const uint64_t aligned = (offset + 4095) / 4096 * 4096;  // page alignment lets readers mmap views
+      if (aligned > offset) {
+        std::string pad(aligned - offset, '\0');
+        data.write(pad.data(), static_cast<std::streamsize>(pad.size()));
+      }
+      data.write(static_cast<const char*>(v.raw()), static_cast<std::streamsize>(v.nbytes()));
+      const std::string name = t->name();
+      tensor_to_proto(v, t);
+      t->set_name(name);
+      t->clear_raw_data();
+      t->set_data_location(onnx::TensorProto_DataLocation_EXTERNAL);
+      auto* kv = t->add_external_data();
+      kv->set_key("location");
+      kv->set_value(data_name);
+      kv = t->add_external_data();
+      kv->set_key("offset");
+      kv->set_value(std::to_string(aligned));
+      kv = t->add_external_data();
+      kv->set_key("length");
+      kv->set_value(std::to_string(v.nbytes()));
+      offset = aligned + v.nbytes();
+    }
+    data.flush();
+    if (!data) return IoError("write to external data file '" + data_file->target().string() + "' failed");
+  }
+  if (out.ByteSizeLong() > static_cast<size_t>(INT_MAX))
+    return Unsupported("model '" + path.string() + "' exceeds 2 GB even with external data");
+
+  AtomicFile model_file(path);
+  {
+    std::ofstream f(model_file.temp_path(), std::ios::binary | std::ios::trunc);
+    if (!f) return IoError("cannot write '" + path.string() + "' (directory missing or not writable)");
+    if (!out.SerializeToOstream(&f)) return IoError("serialising model to '" + path.string() + "' failed");
+    f.flush();
+    if (!f) return IoError("write to '" + path.string() + "' failed (disk full?)");
+  }
+  // Read back what was written before it replaces anything.
+  {
+    FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(model_file.temp_path(), "written model"));
+    onnx::ModelProto check;
+    FRUGAL_RETURN_IF_ERROR(parse_model_bytes(bytes.data(), bytes.size(), &check, "written model '" + path.string() + "'"));
+  }
+  if (data_file) FRUGAL_RETURN_IF_ERROR(data_file->commit());
+  return model_file.commit();
+}
+
+}  // namespace frugal
