@@ -1,0 +1,272 @@
+// Calibration: the range observer, the two-pass driver and the JSON table.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <set>
+
+#include "frugal/calibration.h"
+#include "frugal/file_util.h"
+
+namespace frugal {
+
+const char* calib_method_name(CalibMethod m) {
+  switch (m) {
+    case CalibMethod::kMinMax: return "minmax";
+    case CalibMethod::kPercentile: return "percentile";
+    case CalibMethod::kEntropy: return "entropy";
+    case CalibMethod::kMse: return "mse";
+  }
+  return "?";
+}
+
+StatusOr<CalibMethod> parse_calib_method(const std::string& s) {
+  if (s == "minmax") return CalibMethod::kMinMax;
+  if (s == "percentile") return CalibMethod::kPercentile;
+  if (s == "entropy") return CalibMethod::kEntropy;
+  if (s == "mse") return CalibMethod::kMse;
+  return InvalidArgument("unknown calibration method '" + s + "' (expected minmax, percentile, entropy or mse)");
+}
+
+// ---- observer -----------------------------------------------------------------------------------
+
+RangeObserver::RangeObserver(CalibOptions opts, std::vector<std::string> tensors) : opts_(std::move(opts)) {
+  for (auto& t : tensors) {
+    TensorRange r;
+    r.min = std::numeric_limits<double>::infinity();
+    r.max = -std::numeric_limits<double>::infinity();
+    stats_.emplace(std::move(t), r);
+  }
+}
+
+bool RangeObserver::needs_histograms() const { return opts_.method != CalibMethod::kMinMax; }
+
+void RangeObserver::begin_histograms() {
+  hist_phase_ = true;
+  const int bins = std::max(opts_.bins, 16);
+  for (const auto& [name, r] : stats_) {
+    if (r.count == 0) continue;
+    if (opts_.method == CalibMethod::kEntropy)
+      abs_.emplace(name, Histogram(0.0, std::max(std::fabs(r.min), std::fabs(r.max)), bins));
+    else
+      signed_.emplace(name, Histogram(r.min, r.max, bins));
+  }
+}
+
+void RangeObserver::observe(const std::string& name, const Tensor& t) {
+  auto it = stats_.find(name);
+  if (it == stats_.end() || !t.defined() || !dtype_is_float(t.dtype()) || t.numel() == 0) return;
+  Tensor f = t.dtype() == DType::kFloat ? t : t.to_float();
+  const float* x = f.data<float>();
+  const int64_t n = f.numel();
+  if (!hist_phase_) {
+    float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      if (std::isnan(v)) continue;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    TensorRange& r = it->second;
+    r.min = std::min(r.min, static_cast<double>(lo));
+    r.max = std::max(r.max, static_cast<double>(hi));
+    r.count += static_cast<uint64_t>(n);
+    return;
+  }
+  if (auto h = abs_.find(name); h != abs_.end()) h->second.add_abs(x, n);
+  if (auto h = signed_.find(name); h != signed_.end()) h->second.add(x, n);
+}
+
+Status RangeObserver::on_inputs(const NamedTensors& inputs) {
+  for (const auto& [name, t] : inputs) observe(name, t);
+  return OkStatus();
+}
+
+Status RangeObserver::on_node(const NodeEvent& ev) {
+  for (size_t k = 0; k < ev.node.outputs.size() && k < ev.outputs.size(); ++k)
+    if (!ev.node.outputs[k].empty()) observe(ev.node.outputs[k], ev.outputs[k]);
+  return OkStatus();
+}
+
+Status RangeObserver::merge(const RangeObserver& o) {
+  if (o.hist_phase_ != hist_phase_) return InvalidArgument("cannot merge observers in different phases");
+  if (!hist_phase_) {
+    for (const auto& [name, r] : o.stats_) {
+      auto it = stats_.find(name);
+      if (it == stats_.end()) continue;
+      it->second.min = std::min(it->second.min, r.min);
+      it->second.max = std::max(it->second.max, r.max);
+      it->second.count += r.count;
+    }
+    return OkStatus();
+  }
+  for (const auto& [name, h] : o.abs_)
+    if (auto it = abs_.find(name); it != abs_.end()) FRUGAL_RETURN_IF_ERROR(it->second.merge(h));
+  for (const auto& [name, h] : o.signed_)
+    if (auto it = signed_.find(name); it != signed_.end()) FRUGAL_RETURN_IF_ERROR(it->second.merge(h));
+  return OkStatus();
+}
+
+std::map<std::string, TensorRange> RangeObserver::finish() const {
+  std::map<std::string, TensorRange> out;
+  for (const auto& [name, r0] : stats_) {
+    if (r0.count == 0 || !std::isfinite(r0.min) || !std::isfinite(r0.max)) continue;
+    TensorRange r = r0;
+    r.range_min = r.min;
+    r.range_max = r.max;
+    switch (opts_.method) {
+      case CalibMethod::kMinMax: break;
+      case CalibMethod::kPercentile: {
+        auto it = signed_.find(name);
+        if (it != signed_.end()) std::tie(r.range_min, r.range_max) = percentile_range(it->second, opts_.percentile);
+        break;
+      }
+      case CalibMethod::kEntropy: {
+        auto it = abs_.find(name);
+        if (it != abs_.end()) {
+          const double t = entropy_threshold(it->second, 128);
+          r.range_min = std::max(r.min, -t);
+          r.range_max = std::min(r.max, t);
+        }
+        break;
+      }
+      case CalibMethod::kMse: {
+        auto it = signed_.find(name);
+        if (it != signed_.end()) std::tie(r.range_min, r.range_max) = mse_range(it->second, 256, 128);
+        break;
+      }
+    }
+    out.emplace(name, r);
+  }
+  return out;
+}
+
+std::vector<std::string> default_calibration_tensors(const Graph& graph) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& vi : graph.inputs())
+    if ((vi.dtype == DType::kUndefined || dtype_is_float(vi.dtype)) && seen.insert(vi.name).second) out.push_back(vi.name);
+  for (size_t ni : graph.topo_order()) {
+    const NodeDef& n = graph.nodes()[ni];
+    // Shape-computing ops never carry activations worth quantizing.
+    if (n.op_type == "Shape" || n.op_type == "Size" || n.op_type == "Constant" || n.op_type == "ConstantOfShape") continue;
+    for (const auto& o : n.outputs) {
+      if (o.empty() || !seen.insert(o).second) continue;
+      const ValueInfo* vi = graph.value_info(o);
+      if (vi && vi->dtype != DType::kUndefined && !dtype_is_float(vi->dtype)) continue;
+      out.push_back(o);  // dtype checked again at run time: only float tensors are observed
+    }
+  }
+  return out;
+}
+
+// ---- driver -------------------------------------------------------------------------------------
+
+StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
+                                     const std::filesystem::path& model_path) {
+  FRUGAL_ASSIGN_OR_RETURN(auto exec, Executor::create(model, opts.exec));
+  std::vector<std::string> tensors = opts.tensors.empty() ? default_calibration_tensors(exec->graph()) : opts.tensors;
+  RangeObserver obs(opts, tensors);
+  size_t n = data.size();
+  if (opts.max_samples > 0) n = std::min(n, opts.max_samples);
+  if (n == 0) return InvalidData("calibration data '" + data.describe() + "' has no samples");
+  auto pass = [&](const char* what) -> Status {
+    for (size_t i = 0; i < n; ++i) {
+      auto inputs = data.get(i);
+      if (!inputs.ok()) return inputs.status().with_context(std::string(what) + ", sample " + std::to_string(i));
+      auto r = exec->run(*inputs, &obs);
+      if (!r.ok()) return r.status().with_context(std::string(what) + ", sample " + std::to_string(i));
+    }
+    return OkStatus();
+  };
+  FRUGAL_RETURN_IF_ERROR(pass("calibration pass 1 (min/max)"));
+  if (obs.needs_histograms()) {
+    obs.begin_histograms();
+    FRUGAL_RETURN_IF_ERROR(pass("calibration pass 2 (histograms)"));
+  }
+  CalibrationTable t;
+  t.method = calib_method_name(opts.method);
+  t.percentile = opts.method == CalibMethod::kPercentile ? opts.percentile : 0;
+  t.bins = opts.method == CalibMethod::kMinMax ? 0 : std::max(opts.bins, 16);
+  t.samples = static_cast<int64_t>(n);
+  if (!model_path.empty()) {
+    t.model_path = model_path.string();
+    FRUGAL_ASSIGN_OR_RETURN(t.model_sha256, sha256_file(model_path));
+  }
+  t.dataset_description = data.describe();
+  t.dataset_fingerprint = data.fingerprint();
+  t.tensors = obs.finish();
+  return t;
+}
+
+// ---- table --------------------------------------------------------------------------------------
+
+const TensorRange* CalibrationTable::find(const std::string& name) const {
+  auto it = tensors.find(name);
+  return it == tensors.end() ? nullptr : &it->second;
+}
+
+Json CalibrationTable::to_json() const {
+  Json j;
+  j["format"] = "frugal-calibration";
+  j["version"] = 1;
+  j["method"] = method;
+  if (method == "percentile") j["percentile"] = percentile;
+  j["bins"] = bins;
+  j["samples"] = samples;
+  j["model"] = {{"path", model_path}, {"sha256", model_sha256}};
+  j["dataset"] = {{"description", dataset_description}, {"fingerprint", dataset_fingerprint}};
+  Json ts = Json::object();
+  for (const auto& [name, r] : tensors)
+    ts[name] = {{"min", r.min}, {"max", r.max}, {"range_min", r.range_min}, {"range_max", r.range_max},
+                {"count", r.count}};
+  j["tensors"] = ts;
+  return j;
+}
+
+StatusOr<CalibrationTable> CalibrationTable::from_json(const Json& j, const std::string& what) {
+  try {
+    if (!j.is_object() || j.value("format", "") != "frugal-calibration")
+      return InvalidData(what + ": not a frugal calibration table (missing \"format\": \"frugal-calibration\")");
+    if (j.value("version", 0) != 1)
+      return InvalidData(what + ": unsupported calibration table version " + j.value("version", Json(0)).dump());
+    CalibrationTable t;
+    t.method = j.at("method").get<std::string>();
+    t.percentile = j.value("percentile", 0.0);
+    t.bins = j.value("bins", 0);
+    t.samples = j.value("samples", int64_t{0});
+    if (j.contains("model")) {
+      t.model_path = j["model"].value("path", "");
+      t.model_sha256 = j["model"].value("sha256", "");
+    }
+    if (j.contains("dataset")) {
+      t.dataset_description = j["dataset"].value("description", "");
+      t.dataset_fingerprint = j["dataset"].value("fingerprint", "");
+    }
+    for (const auto& [name, v] : j.at("tensors").items()) {
+      TensorRange r;
+      r.min = v.at("min").get<double>();
+      r.max = v.at("max").get<double>();
+      r.range_min = v.value("range_min", r.min);
+      r.range_max = v.value("range_max", r.max);
+      r.count = v.value("count", uint64_t{0});
+      if (!(r.range_min <= r.range_max))
+        return InvalidData(what + ": tensor '" + name + "' has range_min > range_max");
+      t.tensors.emplace(name, r);
+    }
+    return t;
+  } catch (const std::exception& e) {
+    return InvalidData(what + ": malformed calibration table: " + e.what());
+  }
+}
+
+Status CalibrationTable::save(const std::filesystem::path& path) const { return write_json(path, to_json()); }
+
+StatusOr<CalibrationTable> CalibrationTable::load(const std::filesystem::path& path) {
+  FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "calibration table"));
+  Json j = Json::parse(bytes, nullptr, false);
+  if (j.is_discarded()) return InvalidData("calibration table '" + path.string() + "' is not valid JSON");
+  return from_json(j, "calibration table '" + path.string() + "'");
+}
+
+}  // namespace frugal
