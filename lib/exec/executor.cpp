@@ -5,6 +5,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "frugal/dataset.h"
 #include "frugal/parallel.h"
 
 namespace frugal {
@@ -71,36 +72,7 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(std::shared_ptr<const Model
   return ex;
 }
 
-Status Executor::validate_inputs(const NamedTensors& inputs) const {
-  std::set<std::string> known;
-  for (const auto& vi : graph_.inputs()) {
-    known.insert(vi.name);
-    const Tensor* t = find_named(inputs, vi.name);
-    if (!t) return InvalidData("missing input '" + vi.name + "'");
-    if (vi.dtype != DType::kUndefined && t->dtype() != vi.dtype)
-      return InvalidData("input '" + vi.name + "' has dtype " + dtype_name(t->dtype()) + " but the model expects " +
-                         dtype_name(vi.dtype));
-    if (vi.has_shape) {
-      if (t->rank() != static_cast<int64_t>(vi.dims.size()))
-        return InvalidData("input '" + vi.name + "' has shape " + shape_str(t->shape()) + " but the model expects rank " +
-                           std::to_string(vi.dims.size()));
-      for (size_t d = 0; d < vi.dims.size(); ++d) {
-        int64_t want = vi.dims[d];
-        if (want < 0 && !vi.dim_params[d].empty()) {
-          auto it = opts_.dims.find(vi.dim_params[d]);
-          if (it != opts_.dims.end()) want = it->second;
-        }
-        if (want >= 0 && t->shape()[d] != want)
-          return InvalidData("input '" + vi.name + "' has shape " + shape_str(t->shape()) + " but dim " +
-                             std::to_string(d) + " must be " + std::to_string(want));
-      }
-    }
-  }
-  for (const auto& kv : inputs)
-    if (!known.count(kv.first) && !graph_.initializer(kv.first))
-      return InvalidData("input '" + kv.first + "' is not an input of the model");
-  return OkStatus();
-}
+Status Executor::validate_inputs(const NamedTensors& inputs) const { return check_inputs(graph_, inputs, opts_.dims); }
 
 StatusOr<NamedTensors> Executor::run(const NamedTensors& inputs, Observer* observer) {
   return run_with_extra(inputs, {}, observer);

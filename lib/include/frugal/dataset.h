@@ -1,8 +1,10 @@
 // Datasets: iterators of named input sets for a model.
 //   - a directory of ONNX test_data_set_N/ folders (input_K.pb bound by tensor name, or by position
 //     when names are empty), or one such folder;
-//   - a directory of .npy/.npz files, or a single .npz (keys = input names; one sample per file, or
-//     a leading sample axis split with --batch-axis semantics left to the caller);
+//   - a single .npz (keys = input names, or arr_0.. bound by position): arrays of the input's rank
+//     are one sample; arrays of rank + 1 are a stack of samples along axis 0;
+//   - a directory of .npz files (one sample each), or of .npy files for single-input models;
+//   - a single .pb or .npy file for a single-input model;
 //   - synthetic inputs drawn from the declared shapes (symbolic dims from --dims).
 // Readers check dtype and shape against the model and name the input that is wrong.
 #pragma once
@@ -49,8 +51,9 @@ StatusOr<std::unique_ptr<Dataset>> synthetic_dataset(const Graph& graph, const D
 // Resolves the concrete shape of a graph input: declared dims, symbolic ones from `dims`.
 StatusOr<Shape> concrete_input_shape(const ValueInfo& vi, const std::map<std::string, int64_t>& dims);
 
-// Checks a named input set against the graph inputs; the message names the wrong input.
-Status check_inputs(const Graph& graph, const NamedTensors& inputs);
+// Checks a named input set against the graph inputs (names, dtypes, ranks, fixed dims and symbolic
+// dims given in `dims`); the message names the wrong input.
+Status check_inputs(const Graph& graph, const NamedTensors& inputs, const std::map<std::string, int64_t>& dims = {});
 
 // numpy formats.
 StatusOr<Tensor> read_npy(const std::filesystem::path& path);

@@ -1,0 +1,386 @@
+// Dataset readers: ONNX test_data_set dirs, .npz/.npy files and folders, synthetic inputs.
+// Every sample is checked against the graph's inputs as it is read.
+#include "frugal/dataset.h"
+
+#include <algorithm>
+#include <random>
+#include <regex>
+#include <set>
+
+#include "frugal/file_util.h"
+
+namespace frugal {
+
+namespace fs = std::filesystem;
+
+StatusOr<Shape> concrete_input_shape(const ValueInfo& vi, const std::map<std::string, int64_t>& dims) {
+  if (!vi.has_shape) return InvalidArgument("input '" + vi.name + "' has no declared shape; synthetic data needs one");
+  Shape s;
+  for (size_t d = 0; d < vi.dims.size(); ++d) {
+    int64_t v = vi.dims[d];
+    if (v < 0) {
+      const std::string& sym = vi.dim_params[d];
+      auto it = sym.empty() ? dims.end() : dims.find(sym);
+      if (it != dims.end()) v = it->second;
+      else if (d == 0) v = 1;  // an unnamed or unset batch dim defaults to 1
+      else
+        return InvalidArgument("input '" + vi.name + "' dim " + std::to_string(d) + " is symbolic ('" +
+                               (sym.empty() ? std::string("?") : sym) + "'); give it with --dims " +
+                               (sym.empty() ? std::string("NAME") : sym) + "=VALUE");
+    }
+    s.push_back(v);
+  }
+  return s;
+}
+
+Status check_inputs(const Graph& graph, const NamedTensors& inputs, const std::map<std::string, int64_t>& dims) {
+  std::set<std::string> known;
+  for (const auto& vi : graph.inputs()) {
+    known.insert(vi.name);
+    const Tensor* t = find_named(inputs, vi.name);
+    if (!t) return InvalidData("missing input '" + vi.name + "'");
+    if (vi.dtype != DType::kUndefined && t->dtype() != vi.dtype)
+      return InvalidData("input '" + vi.name + "' has dtype " + dtype_name(t->dtype()) + " but the model expects " +
+                         dtype_name(vi.dtype));
+    if (!vi.has_shape) continue;
+    if (t->rank() != static_cast<int64_t>(vi.dims.size()))
+      return InvalidData("input '" + vi.name + "' has shape " + shape_str(t->shape()) + " but the model expects rank " +
+                         std::to_string(vi.dims.size()));
+    for (size_t d = 0; d < vi.dims.size(); ++d) {
+      int64_t want = vi.dims[d];
+      if (want < 0 && !vi.dim_params[d].empty()) {
+        auto it = dims.find(vi.dim_params[d]);
+        if (it != dims.end()) want = it->second;
+      }
+      if (want >= 0 && t->shape()[d] != want)
+        return InvalidData("input '" + vi.name + "' has shape " + shape_str(t->shape()) + " but dim " + std::to_string(d) +
+                           " must be " + std::to_string(want));
+    }
+  }
+  for (const auto& kv : inputs)
+    if (!known.count(kv.first) && !graph.initializer(kv.first))
+      return InvalidData("input '" + kv.first + "' is not an input of the model");
+  return OkStatus();
+}
+
+namespace {
+
+// Binds tensors that carry names (possibly empty or foreign) to graph inputs: by name when every
+// name matches an input, otherwise by position.
+StatusOr<NamedTensors> bind_to_inputs(const Graph& graph, NamedTensors raw, const std::string& where) {
+  const auto& ins = graph.inputs();
+  bool all_named = !raw.empty();
+  for (const auto& kv : raw) {
+    bool found = false;
+    for (const auto& vi : ins) found |= vi.name == kv.first;
+    all_named &= found;
+  }
+  if (all_named) return raw;
+  if (raw.size() != ins.size())
+    return InvalidData(where + ": holds " + std::to_string(raw.size()) + " tensors whose names do not match the model's " +
+                       std::to_string(ins.size()) + " inputs");
+  for (size_t i = 0; i < raw.size(); ++i) raw[i].first = ins[i].name;
+  return raw;
+}
+
+int trailing_number(const std::string& s) {
+  static const std::regex re(R"((\d+)$)");
+  std::smatch m;
+  return std::regex_search(s, m, re) ? std::stoi(m[1].str()) : -1;
+}
+
+std::vector<fs::path> list_sorted(const fs::path& dir, const std::function<bool(const fs::directory_entry&)>& keep) {
+  std::vector<fs::path> v;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (keep(e)) v.push_back(e.path());
+  std::sort(v.begin(), v.end(), [](const fs::path& a, const fs::path& b) {
+    const std::string sa = a.stem().string(), sb = b.stem().string();
+    const int na = trailing_number(sa), nb = trailing_number(sb);
+    if (na >= 0 && nb >= 0 && sa.substr(0, sa.size() - std::to_string(na).size()) ==
+                                  sb.substr(0, sb.size() - std::to_string(nb).size()))
+      return na < nb;
+    return sa < sb;
+  });
+  return v;
+}
+
+StatusOr<std::string> fingerprint_files(const std::vector<fs::path>& files, const fs::path& root) {
+  std::string acc;
+  for (const auto& f : files) {
+    FRUGAL_ASSIGN_OR_RETURN(std::string h, sha256_file(f));
+    acc += fs::relative(f, root).string() + ":" + h + "\n";
+  }
+  return sha256_hex(acc.data(), acc.size());
+}
+
+// ---- ONNX test_data_set_N dirs ------------------------------------------------------------------------
+
+class TestDataSetDataset : public Dataset {
+ public:
+  TestDataSetDataset(const Graph& g, std::vector<fs::path> dirs, fs::path root, std::map<std::string, int64_t> dims)
+      : graph_(g), dirs_(std::move(dirs)), root_(std::move(root)), dims_(std::move(dims)) {}
+  size_t size() const override { return dirs_.size(); }
+  std::string describe() const override {
+    return std::to_string(dirs_.size()) + " test_data_set dir(s) under " + root_.string();
+  }
+  std::string fingerprint() const override {
+    std::vector<fs::path> files;
+    for (const auto& d : dirs_)
+      for (const auto& f : list_sorted(d, [](const auto& e) { return e.path().extension() == ".pb"; })) files.push_back(f);
+    auto fp = fingerprint_files(files, root_);
+    return fp.ok() ? *fp : "unreadable";
+  }
+  StatusOr<NamedTensors> get(size_t i) override {
+    FRUGAL_ASSIGN_OR_RETURN(NamedTensors raw, read_prefix(dirs_[i], "input_"));
+    FRUGAL_ASSIGN_OR_RETURN(NamedTensors bound, bind_to_inputs(graph_, std::move(raw), dirs_[i].string()));
+    Status st = check_inputs(graph_, bound, dims_);
+    if (!st.ok()) return st.with_context(dirs_[i].string());
+    return bound;
+  }
+  StatusOr<NamedTensors> expected(size_t i) override {
+    FRUGAL_ASSIGN_OR_RETURN(NamedTensors raw, read_prefix(dirs_[i], "output_"));
+    const auto& outs = graph_.outputs();
+    bool by_name = true;
+    for (const auto& kv : raw) {
+      bool found = false;
+      for (const auto& o : outs) found |= o.name == kv.first;
+      by_name &= found;
+    }
+    if (!by_name)
+      for (size_t k = 0; k < raw.size() && k < outs.size(); ++k) raw[k].first = outs[k].name;
+    return raw;
+  }
+
+ private:
+  StatusOr<NamedTensors> read_prefix(const fs::path& dir, const std::string& prefix) {
+    NamedTensors out;
+    auto files = list_sorted(dir, [&](const auto& e) {
+      const std::string n = e.path().filename().string();
+      return e.is_regular_file() && n.rfind(prefix, 0) == 0 && e.path().extension() == ".pb";
+    });
+    for (const auto& f : files) {
+      FRUGAL_ASSIGN_OR_RETURN(auto t, read_tensor_pb(f));
+      out.emplace_back(t.first, std::move(t.second));
+    }
+    return out;
+  }
+  const Graph& graph_;
+  std::vector<fs::path> dirs_;
+  fs::path root_;
+  std::map<std::string, int64_t> dims_;
+};
+
+// ---- in-memory samples from one .npz / .npy / .pb --------------------------------------------------
+
+class StackedDataset : public Dataset {
+ public:
+  StackedDataset(const Graph& g, NamedTensors arrays, size_t count, bool stacked, std::string what, std::string fp,
+                 std::map<std::string, int64_t> dims)
+      : graph_(g), arrays_(std::move(arrays)), count_(count), stacked_(stacked), what_(std::move(what)),
+        fp_(std::move(fp)), dims_(std::move(dims)) {}
+  size_t size() const override { return count_; }
+  std::string describe() const override { return std::to_string(count_) + " sample(s) from " + what_; }
+  std::string fingerprint() const override { return fp_; }
+  StatusOr<NamedTensors> get(size_t i) override {
+    NamedTensors s;
+    for (const auto& kv : arrays_) {
+      if (!stacked_) {
+        s.emplace_back(kv.first, kv.second);
+        continue;
+      }
+      Shape sub(kv.second.shape().begin() + 1, kv.second.shape().end());
+      const size_t bytes = storage_bytes(kv.second.dtype(), shape_numel(sub));
+      const char* base = static_cast<const char*>(kv.second.raw()) + bytes * i;
+      s.emplace_back(kv.first, Tensor::from_bytes(kv.second.dtype(), sub, base));
+    }
+    Status st = check_inputs(graph_, s, dims_);
+    if (!st.ok()) return st.with_context(what_ + " sample " + std::to_string(i));
+    return s;
+  }
+
+ private:
+  const Graph& graph_;
+  NamedTensors arrays_;
+  size_t count_;
+  bool stacked_;
+  std::string what_, fp_;
+  std::map<std::string, int64_t> dims_;
+};
+
+StatusOr<std::unique_ptr<Dataset>> stacked_from_arrays(const Graph& g, NamedTensors raw, const fs::path& path,
+                                                       const DatasetOptions& opts) {
+  FRUGAL_ASSIGN_OR_RETURN(NamedTensors arrays, bind_to_inputs(g, std::move(raw), path.string()));
+  // Stacked when every array has one more dim than its input.
+  int stacked = -1;
+  size_t count = 1;
+  for (const auto& kv : arrays) {
+    const ValueInfo* vi = nullptr;
+    for (const auto& in : g.inputs())
+      if (in.name == kv.first) vi = &in;
+    if (!vi) return InvalidData(path.string() + ": array '" + kv.first + "' is not an input of the model");
+    if (!vi->has_shape) {
+      if (stacked == 1) return InvalidData(path.string() + ": cannot tell samples apart for '" + kv.first + "' (no declared shape)");
+      stacked = 0;
+      continue;
+    }
+    const bool s = kv.second.rank() == static_cast<int64_t>(vi->dims.size()) + 1;
+    if (stacked >= 0 && stacked != static_cast<int>(s))
+      return InvalidData(path.string() + ": some arrays are stacks of samples and some are single samples");
+    stacked = s;
+    if (s) {
+      const size_t n = static_cast<size_t>(kv.second.shape()[0]);
+      if (count != 1 && n != count)
+        return InvalidData(path.string() + ": array '" + kv.first + "' holds " + std::to_string(n) + " samples, others " +
+                           std::to_string(count));
+      count = n;
+    }
+  }
+  FRUGAL_ASSIGN_OR_RETURN(std::string fp, sha256_file(path));
+  return std::unique_ptr<Dataset>(
+      new StackedDataset(g, std::move(arrays), count, stacked == 1, path.string(), fp, opts.dims));
+}
+
+// ---- a folder of per-sample files ---------------------------------------------------------------------
+
+class FileDirDataset : public Dataset {
+ public:
+  FileDirDataset(const Graph& g, std::vector<fs::path> files, fs::path root, std::map<std::string, int64_t> dims)
+      : graph_(g), files_(std::move(files)), root_(std::move(root)), dims_(std::move(dims)) {}
+  size_t size() const override { return files_.size(); }
+  std::string describe() const override { return std::to_string(files_.size()) + " sample file(s) in " + root_.string(); }
+  std::string fingerprint() const override {
+    auto fp = fingerprint_files(files_, root_);
+    return fp.ok() ? *fp : "unreadable";
+  }
+  StatusOr<NamedTensors> get(size_t i) override {
+    const fs::path& f = files_[i];
+    NamedTensors raw;
+    if (f.extension() == ".npz") {
+      FRUGAL_ASSIGN_OR_RETURN(raw, read_npz(f));
+    } else if (f.extension() == ".npy") {
+      FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(f));
+      raw.emplace_back("", std::move(t));
+    } else {
+      FRUGAL_ASSIGN_OR_RETURN(auto t, read_tensor_pb(f));
+      raw.emplace_back(t.first, std::move(t.second));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(NamedTensors s, bind_to_inputs(graph_, std::move(raw), f.string()));
+    Status st = check_inputs(graph_, s, dims_);
+    if (!st.ok()) return st.with_context(f.string());
+    return s;
+  }
+
+ private:
+  const Graph& graph_;
+  std::vector<fs::path> files_;
+  fs::path root_;
+  std::map<std::string, int64_t> dims_;
+};
+
+// ---- synthetic ------------------------------------------------------------------------------------------
+
+class SyntheticDataset : public Dataset {
+ public:
+  SyntheticDataset(const Graph& g, std::vector<std::pair<ValueInfo, Shape>> specs, size_t n, uint64_t seed)
+      : graph_(g), specs_(std::move(specs)), n_(n), seed_(seed) {}
+  size_t size() const override { return n_; }
+  std::string describe() const override { return std::to_string(n_) + " synthetic sample(s), seed " + std::to_string(seed_); }
+  std::string fingerprint() const override {
+    std::string recipe = "synthetic:" + std::to_string(seed_) + ":" + std::to_string(n_);
+    for (const auto& s : specs_) recipe += ":" + s.first.name + shape_str(s.second);
+    return sha256_hex(recipe.data(), recipe.size());
+  }
+  // Floats: uniform [0, 1) (image-like, non-negative); integers and bools: 0, a valid index and mask
+  // value for every model we know (token ids, attention masks, segment ids).
+  StatusOr<NamedTensors> get(size_t i) override {
+    std::mt19937_64 rng(seed_ * 1000003ULL + i);
+    std::uniform_real_distribution<float> u(0.0f, 1.0f);
+    NamedTensors out;
+    for (const auto& [vi, shape] : specs_) {
+      const DType dt = vi.dtype == DType::kUndefined ? DType::kFloat : vi.dtype;
+      if (!dtype_is_supported(dt)) return Unsupported("input '" + vi.name + "' has dtype " + dtype_name(dt));
+      Tensor t = Tensor::zeros(dt, shape);
+      const int64_t n = t.numel();
+      if (dt == DType::kFloat) {
+        float* p = t.mut<float>();
+        for (int64_t k = 0; k < n; ++k) p[k] = u(rng);
+      } else if (dt == DType::kDouble) {
+        double* p = t.mut<double>();
+        for (int64_t k = 0; k < n; ++k) p[k] = u(rng);
+      } else if (dt == DType::kFloat16) {
+        uint16_t* p = t.mut<uint16_t>();
+        for (int64_t k = 0; k < n; ++k) p[k] = float_to_half(u(rng));
+      } else if (dt == DType::kBFloat16) {
+        uint16_t* p = t.mut<uint16_t>();
+        for (int64_t k = 0; k < n; ++k) p[k] = float_to_bf16(u(rng));
+      }
+      out.emplace_back(vi.name, std::move(t));
+    }
+    return out;
+  }
+
+ private:
+  const Graph& graph_;
+  std::vector<std::pair<ValueInfo, Shape>> specs_;
+  size_t n_;
+  uint64_t seed_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Dataset>> synthetic_dataset(const Graph& graph, const DatasetOptions& opts) {
+  std::vector<std::pair<ValueInfo, Shape>> specs;
+  for (const auto& vi : graph.inputs()) {
+    FRUGAL_ASSIGN_OR_RETURN(Shape s, concrete_input_shape(vi, opts.dims));
+    specs.emplace_back(vi, std::move(s));
+  }
+  return std::unique_ptr<Dataset>(new SyntheticDataset(graph, std::move(specs), std::max<size_t>(opts.synthetic_count, 1), opts.seed));
+}
+
+StatusOr<std::unique_ptr<Dataset>> open_dataset(const Graph& graph, const fs::path& path, const DatasetOptions& opts) {
+  if (opts.synthetic_count > 0 && path.empty()) return synthetic_dataset(graph, opts);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound("data '" + path.string() + "' does not exist");
+  if (fs::is_regular_file(path)) {
+    const auto ext = path.extension();
+    if (ext == ".npz") {
+      FRUGAL_ASSIGN_OR_RETURN(NamedTensors arrays, read_npz(path));
+      if (arrays.empty()) return InvalidData("'" + path.string() + "' holds no arrays");
+      return stacked_from_arrays(graph, std::move(arrays), path, opts);
+    }
+    if (ext == ".npy") {
+      FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(path));
+      NamedTensors arrays;
+      arrays.emplace_back("", std::move(t));
+      return stacked_from_arrays(graph, std::move(arrays), path, opts);
+    }
+    if (ext == ".pb") {
+      FRUGAL_ASSIGN_OR_RETURN(auto t, read_tensor_pb(path));
+      NamedTensors arrays;
+      arrays.emplace_back(t.first, std::move(t.second));
+      return stacked_from_arrays(graph, std::move(arrays), path, opts);
+    }
+    return InvalidArgument("data file '" + path.string() + "' is not .npz, .npy or .pb");
+  }
+  if (!fs::is_directory(path)) return InvalidArgument("data '" + path.string() + "' is neither a file nor a directory");
+  // One test_data_set dir?
+  if (fs::exists(path / "input_0.pb"))
+    return std::unique_ptr<Dataset>(new TestDataSetDataset(graph, {path}, path, opts.dims));
+  auto sets = list_sorted(path, [](const auto& e) {
+    return e.is_directory() && e.path().filename().string().rfind("test_data_set_", 0) == 0;
+  });
+  if (!sets.empty()) return std::unique_ptr<Dataset>(new TestDataSetDataset(graph, sets, path, opts.dims));
+  auto npz = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npz"; });
+  if (!npz.empty()) return std::unique_ptr<Dataset>(new FileDirDataset(graph, npz, path, opts.dims));
+  auto npy = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npy"; });
+  if (!npy.empty()) {
+    if (graph.inputs().size() != 1)
+      return InvalidData("'" + path.string() + "' holds .npy files, which only serve single-input models; this model has " +
+                         std::to_string(graph.inputs().size()) + " inputs (use .npz)");
+    return std::unique_ptr<Dataset>(new FileDirDataset(graph, npy, path, opts.dims));
+  }
+  return InvalidData("no samples found in '" + path.string() +
+                     "' (expected test_data_set_N/ folders, input_K.pb files, .npz or .npy files)");
+}
+
+}  // namespace frugal

@@ -1,0 +1,162 @@
+// numpy .npy / .npz reading and .npy writing. Only what numpy writes for plain numeric arrays:
+// little-endian, C order, format versions 1-3, .npz stored or deflated (libzip).
+#include <zip.h>
+
+#include <cstring>
+#include <fstream>
+#include <regex>
+
+#include "frugal/dataset.h"
+#include "frugal/file_util.h"
+
+namespace frugal {
+
+namespace {
+
+StatusOr<DType> dtype_from_descr(const std::string& descr, const std::string& what) {
+  if (descr.size() < 3) return InvalidData(what + ": unknown numpy dtype '" + descr + "'");
+  const char order = descr[0];
+  if (order == '>' && descr.substr(1) != "i1" && descr.substr(1) != "u1" && descr.substr(1) != "b1")
+    return Unsupported(what + ": big-endian numpy arrays are not supported (dtype '" + descr + "')");
+  const std::string t = descr.substr(1);
+  if (t == "f4") return DType::kFloat;
+  if (t == "f8") return DType::kDouble;
+  if (t == "f2") return DType::kFloat16;
+  if (t == "i1") return DType::kInt8;
+  if (t == "i2") return DType::kInt16;
+  if (t == "i4") return DType::kInt32;
+  if (t == "i8") return DType::kInt64;
+  if (t == "u1") return DType::kUInt8;
+  if (t == "u2") return DType::kUInt16;
+  if (t == "u4") return DType::kUInt32;
+  if (t == "u8") return DType::kUInt64;
+  if (t == "b1") return DType::kBool;
+  return Unsupported(what + ": numpy dtype '" + descr + "' is not supported");
+}
+
+const char* descr_for(DType t) {
+  switch (t) {
+    case DType::kFloat: return "<f4";
+    case DType::kDouble: return "<f8";
+    case DType::kFloat16: return "<f2";
+    case DType::kInt8: return "|i1";
+    case DType::kInt16: return "<i2";
+    case DType::kInt32: return "<i4";
+    case DType::kInt64: return "<i8";
+    case DType::kUInt8: return "|u1";
+    case DType::kUInt16: return "<u2";
+    case DType::kUInt32: return "<u4";
+    case DType::kUInt64: return "<u8";
+    case DType::kBool: return "|b1";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  if (size < 10 || std::memcmp(p, "\x93NUMPY", 6) != 0) return InvalidData(what + ": not a .npy file (bad magic)");
+  const int major = p[6];
+  size_t header_len, offset;
+  if (major == 1) {
+    header_len = p[8] | (p[9] << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (size < 12) return InvalidData(what + ": truncated .npy header");
+    header_len = p[8] | (p[9] << 8) | (p[10] << 16) | (static_cast<size_t>(p[11]) << 24);
+    offset = 12;
+  } else {
+    return Unsupported(what + ": .npy format version " + std::to_string(major) + " is not supported");
+  }
+  if (offset + header_len > size) return InvalidData(what + ": truncated .npy header");
+  const std::string header(reinterpret_cast<const char*>(p + offset), header_len);
+  std::smatch m;
+  static const std::regex descr_re(R"('descr'\s*:\s*'([^']+)')");
+  static const std::regex fortran_re(R"('fortran_order'\s*:\s*(True|False))");
+  static const std::regex shape_re(R"('shape'\s*:\s*\(([^)]*)\))");
+  if (!std::regex_search(header, m, descr_re)) return InvalidData(what + ": .npy header has no descr");
+  FRUGAL_ASSIGN_OR_RETURN(DType dt, dtype_from_descr(m[1].str(), what));
+  if (std::regex_search(header, m, fortran_re) && m[1].str() == "True")
+    return Unsupported(what + ": Fortran-order arrays are not supported (save with numpy.ascontiguousarray)");
+  if (!std::regex_search(header, m, shape_re)) return InvalidData(what + ": .npy header has no shape");
+  Shape shape;
+  const std::string dims = m[1].str();
+  static const std::regex int_re(R"(\d+)");
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), int_re); it != std::sregex_iterator(); ++it)
+    shape.push_back(std::stoll(it->str()));
+  const size_t need = storage_bytes(dt, shape_numel(shape));
+  const size_t body = size - offset - header_len;
+  if (body < need)
+    return InvalidData(what + ": array " + shape_str(shape) + " of " + dtype_name(dt) + " needs " + std::to_string(need) +
+                       " bytes but the file holds " + std::to_string(body));
+  return Tensor::from_bytes(dt, shape, p + offset + header_len);
+}
+
+StatusOr<Tensor> read_npy(const std::filesystem::path& path) {
+  FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "array file"));
+  return parse_npy(bytes.data(), bytes.size(), path.string());
+}
+
+Status write_npy(const std::filesystem::path& path, const Tensor& t) {
+  const char* descr = descr_for(t.dtype());
+  if (!descr) return Unsupported(std::string("cannot write ") + dtype_name(t.dtype()) + " as .npy");
+  std::string shape = "(";
+  for (size_t i = 0; i < t.shape().size(); ++i) shape += std::to_string(t.shape()[i]) + (t.shape().size() == 1 ? "," : i + 1 < t.shape().size() ? ", " : "");
+  shape += ")";
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
+  const size_t unpadded = 10 + header.size() + 1;
+  header += std::string((64 - unpadded % 64) % 64, ' ') + "\n";
+  std::string out = "\x93NUMPY";
+  out += '\x01';
+  out += '\x00';
+  out += static_cast<char>(header.size() & 0xFF);
+  out += static_cast<char>((header.size() >> 8) & 0xFF);
+  out += header;
+  out.append(static_cast<const char*>(t.raw()), t.nbytes());
+  return write_file_atomic(path, out);
+}
+
+StatusOr<NamedTensors> read_npz(const std::filesystem::path& path) {
+  int err = 0;
+  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &err);
+  if (!z) {
+    if (!std::filesystem::exists(path)) return NotFound("array archive '" + path.string() + "' does not exist");
+    return InvalidData("'" + path.string() + "' is not a valid .npz (zip) archive");
+  }
+  NamedTensors out;
+  const zip_int64_t n = zip_get_num_entries(z, 0);
+  Status status;
+  for (zip_int64_t i = 0; i < n && status.ok(); ++i) {
+    zip_stat_t st;
+    if (zip_stat_index(z, static_cast<zip_uint64_t>(i), 0, &st) != 0) {
+      status = InvalidData(path.string() + ": unreadable entry " + std::to_string(i));
+      break;
+    }
+    std::string name = st.name;
+    if (name.size() < 4 || name.substr(name.size() - 4) != ".npy") continue;
+    std::string buf(static_cast<size_t>(st.size), '\0');
+    zip_file_t* f = zip_fopen_index(z, static_cast<zip_uint64_t>(i), 0);
+    if (!f) {
+      status = InvalidData(path.string() + ": cannot open entry '" + name + "'");
+      break;
+    }
+    const zip_int64_t got = zip_fread(f, buf.data(), st.size);
+    zip_fclose(f);
+    if (got != static_cast<zip_int64_t>(st.size)) {
+      status = InvalidData(path.string() + ": entry '" + name + "' is truncated or corrupt");
+      break;
+    }
+    auto t = parse_npy(buf.data(), buf.size(), path.string() + ":" + name);
+    if (!t.ok()) {
+      status = t.status();
+      break;
+    }
+    out.emplace_back(name.substr(0, name.size() - 4), std::move(t).value());
+  }
+  zip_close(z);
+  if (!status.ok()) return status;
+  return out;
+}
+
+}  // namespace frugal
