@@ -328,6 +328,18 @@ class SyntheticDataset : public Dataset {
 
 }  // namespace
 
+StatusOr<NamedTensors> read_reference_outputs(const Graph& graph, const fs::path& dir, size_t sample) {
+  fs::path set = dir / ("test_data_set_" + std::to_string(sample));
+  if (!fs::is_directory(set)) {
+    if (sample == 0 && fs::exists(dir / "output_0.pb")) set = dir;
+    else return NotFound("no reference outputs for sample " + std::to_string(sample) + " in '" + dir.string() + "'");
+  }
+  TestDataSetDataset reader(graph, {set}, dir, {});
+  FRUGAL_ASSIGN_OR_RETURN(NamedTensors out, reader.expected(0));
+  if (out.empty()) return NotFound("no output_K.pb files in '" + set.string() + "'");
+  return out;
+}
+
 StatusOr<std::unique_ptr<Dataset>> synthetic_dataset(const Graph& graph, const DatasetOptions& opts) {
   std::vector<std::pair<ValueInfo, Shape>> specs;
   for (const auto& vi : graph.inputs()) {

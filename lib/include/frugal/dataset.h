@@ -55,6 +55,11 @@ StatusOr<Shape> concrete_input_shape(const ValueInfo& vi, const std::map<std::st
 // dims given in `dims`); the message names the wrong input.
 Status check_inputs(const Graph& graph, const NamedTensors& inputs, const std::map<std::string, int64_t>& dims = {});
 
+// Reference outputs for sample `sample` from DIR laid out like ONNX test data or `frugal run -o`:
+// DIR/test_data_set_<sample>/output_K.pb (or DIR/output_K.pb when DIR is one set and sample is 0).
+// Bound to graph outputs by tensor name, else by position.
+StatusOr<NamedTensors> read_reference_outputs(const Graph& graph, const std::filesystem::path& dir, size_t sample);
+
 // numpy formats.
 StatusOr<Tensor> read_npy(const std::filesystem::path& path);
 StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what);
