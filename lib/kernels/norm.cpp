@@ -292,7 +292,8 @@ Status lp_norm(const NodeDef& node, KernelContext& ctx) {
       double acc = 0;
       for (int64_t k = 0; k < dim; ++k) acc += p == 1 ? std::fabs(px[k * inner]) : px[k * inner] * px[k * inner];
       const float norm = static_cast<float>(p == 1 ? acc : std::sqrt(acc));
-      for (int64_t k = 0; k < dim; ++k) py[k * inner] = px[k * inner] / norm;
+      // A zero vector stays zero (the ONNX reference output), rather than 0/0.
+      for (int64_t k = 0; k < dim; ++k) py[k * inner] = norm == 0.0f ? 0.0f : px[k * inner] / norm;
     }
   });
   ctx.set_output(0, x_in.dtype() == DType::kFloat ? y : from_float32(y, x_in.dtype()));

@@ -215,7 +215,8 @@ class QuantizeLinearKernel : public Kernel {
     DType out = zp ? zp->dtype() : (out_attr_ != DType::kUndefined ? out_attr_ : DType::kUInt8);
     if (zp && out_attr_ != DType::kUndefined && out_attr_ != out)
       return node_.error(StatusCode::kInvalidModel, "output_dtype disagrees with the zero point's dtype");
-    if (zp && zp->shape() != s_in.shape())
+    // Element counts, not shapes: exporters write a [1] zero point beside a scalar scale.
+    if (zp && zp->numel() != s_in.numel())
       return node_.error(StatusCode::kInvalidModel, "zero point shape " + shape_str(zp->shape()) +
                                                         " differs from scale shape " + shape_str(s_in.shape()));
     FRUGAL_ASSIGN_OR_RETURN(Granularity g, make_granularity(node_, x_in.shape(), s_in.shape(), axis_, block_));
@@ -290,7 +291,8 @@ class DequantizeLinearKernel : public Kernel {
       return node_.error(StatusCode::kUnsupported, std::string("scale dtype ") + dtype_name(s_in.dtype()));
     if (zp && zp->dtype() != x.dtype())
       return node_.error(StatusCode::kInvalidModel, "zero point dtype differs from x dtype");
-    if (zp && zp->shape() != s_in.shape())
+    // Element counts, not shapes: exporters write a [1] zero point beside a scalar scale.
+    if (zp && zp->numel() != s_in.numel())
       return node_.error(StatusCode::kInvalidModel, "zero point shape " + shape_str(zp->shape()) +
                                                         " differs from scale shape " + shape_str(s_in.shape()));
     const DType out = out_attr_ != DType::kUndefined ? out_attr_ : s_in.dtype();
