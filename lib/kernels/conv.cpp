@@ -1,8 +1,384 @@
+// Conv, ConvTranspose, ConvInteger, QLinearConv for 1-D..3-D inputs.
+//   * a 1x1 stride-1 unpadded convolution is one GEMM per group and image on the input as it is;
+//   * other convolutions build im2col columns in a reused per-thread scratch buffer, then GEMM;
+//   * one input channel per group (depthwise, channel multipliers) runs as a direct loop over
+//     output planes, parallel over N * M, vectorisable along the output row;
+//   * ConvTranspose is a GEMM (W^T X) followed by col2im accumulation, parallel over output channels.
+// Integer convolutions subtract zero points while widening to int32 (so padding contributes exactly
+// 0) and use the exact int32 GEMM; QLinearConv requantizes per output channel with quant_math.h.
+#include <algorithm>
+#include <cstring>
+
+#include "conv_geom.h"
 #include "families.h"
+#include "frugal/parallel.h"
+#include "gemm.h"
+#include "gemm_util.h"
 #include "kernel_util.h"
 
 namespace frugal::kernels {
 
-void register_conv_kernels(KernelRegistry& /*r*/) {}
+namespace {
+
+template <typename T>
+void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+             int64_t ldc) {
+  if constexpr (std::is_same_v<T, int32_t>)
+    gemm_s32(M, N, K, A, lda, B, ldb, C, ldc);
+  else
+    gemm(false, false, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
+}
+
+template <typename T>
+void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane) {
+  if (!bias) return;
+  parallel_for(N * M, std::max<int64_t>(1, 65536 / std::max<int64_t>(plane, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T b = bias[p % M];
+      T* yp = y + p * plane;
+      for (int64_t i = 0; i < plane; ++i) yp[i] += b;
+    }
+  });
+}
+
+// Convolution with one input channel per group: output plane (n, m) reads input plane (n, m / Mg).
+template <typename T>
+void conv_channelwise(const Geom& g, int64_t N, int64_t C, int64_t M, const T* x, const T* w, const T* bias,
+                      T* y) {
+  const int64_t Mg = M / C, kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  parallel_for(N * M, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n = p / M, m = p % M;
+      const T* xp = x + (n * C + m / Mg) * isz;
+      const T* wm = w + m * kvol;
+      T* yp = y + p * osz;
+      std::fill(yp, yp + osz, bias ? bias[m] : T(0));
+      for (int64_t od = 0; od < OD; ++od)
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          T* yr = yp + (od * OH + oh) * OW;
+          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+            const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+            if (id < 0 || id >= ID) continue;
+            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+              const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+              if (ih < 0 || ih >= IH) continue;
+              const T* xr = xp + (id * IH + ih) * IW;
+              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                const T wv = wm[(kd * g.k[1] + kh) * g.k[2] + kw];
+                const int64_t woff = kw * g.d[2] - g.pb[2];
+                const int64_t lo = std::clamp<int64_t>(ceil_div(-woff, g.s[2]), 0, OW);
+                const int64_t hi = std::clamp<int64_t>(floor_div(IW - 1 - woff, g.s[2]) + 1, lo, OW);
+                if (g.s[2] == 1) {
+                  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + woff];
+                } else {
+                  const int64_t sw = g.s[2];
+                  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * sw + woff];
+                }
+              }
+            }
+          }
+        }
+    }
+  });
+}
+
+// y[N, M, out...] = conv(x[N, C, in...], w[M, C/G, k...]) + bias.
+template <typename T>
+void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, const T* x, const T* w,
+                  const T* bias, T* y) {
+  const int64_t Cg = C / G, Mg = M / G, kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
+  if (Cg == 1 && G == C) {
+    conv_channelwise(g, N, C, M, x, w, bias, y);
+    return;
+  }
+  const int64_t Kd = Cg * kvol;
+  const bool pointwise = g.pointwise();
+  T* col = pointwise ? nullptr : scratch_buffer<T>(static_cast<size_t>(Kd * osz));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t grp = 0; grp < G; ++grp) {
+      const T* xg = x + (n * C + grp * Cg) * isz;
+      const T* B = xg;
+      if (!pointwise) {
+        im2col(xg, Cg, g, col);
+        B = col;
+      }
+      gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, B, osz, y + (n * M + grp * Mg) * osz, osz);
+    }
+  add_bias(y, bias, N, M, osz);
+}
+
+struct ConvAttrs {
+  WindowAttrs w;
+  int64_t group = 1;
+};
+
+// Shapes of a forward convolution: validates X [N, C, ...] and W [M, C/group, k...].
+struct ConvShapes {
+  int64_t N = 0, C = 0, M = 0;
+  Geom g;
+  Shape out;
+};
+
+StatusOr<ConvShapes> conv_shapes(const NodeDef& node, const ConvAttrs& a, const Tensor& X, const Tensor& W) {
+  if (X.rank() < 3)
+    return node.error(StatusCode::kInvalidArgument, "X must be [N, C, spatial...], got " + shape_str(X.shape()));
+  if (W.rank() != X.rank())
+    return node.error(StatusCode::kInvalidArgument,
+                      "W " + shape_str(W.shape()) + " and X " + shape_str(X.shape()) + " ranks differ");
+  ConvShapes s;
+  s.N = X.dim(0);
+  s.C = X.dim(1);
+  s.M = W.dim(0);
+  if (a.group < 1 || s.C != W.dim(1) * a.group || s.M % a.group != 0)
+    return node.error(StatusCode::kInvalidArgument, "channels do not match: X " + shape_str(X.shape()) + ", W " +
+                                                        shape_str(W.shape()) + ", group " +
+                                                        std::to_string(a.group));
+  std::vector<int64_t> kernel(W.shape().begin() + 2, W.shape().end());
+  if (!a.w.kernel.empty() && a.w.kernel != kernel)
+    return node.error(StatusCode::kInvalidArgument, "kernel_shape does not match W " + shape_str(W.shape()));
+  Shape spatial(X.shape().begin() + 2, X.shape().end());
+  FRUGAL_ASSIGN_OR_RETURN(s.g, forward_geometry(node, a.w, spatial, kernel));
+  s.out = {s.N, s.M};
+  for (int64_t v : s.g.out_spatial()) s.out.push_back(v);
+  return s;
+}
+
+Status conv_compute(const NodeDef& node, const ConvAttrs& a, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  const Tensor& W = ctx.input(1);
+  if (X.dtype() != W.dtype()) return node.error(StatusCode::kInvalidArgument, "X and W dtypes differ");
+  FRUGAL_ASSIGN_OR_RETURN(ConvShapes s, conv_shapes(node, a, X, W));
+  const bool has_b = ctx.has_input(2) && ctx.input(2).numel() > 0;
+  if (has_b && ctx.input(2).numel() != s.M)
+    return node.error(StatusCode::kInvalidArgument, "B must have " + std::to_string(s.M) + " values");
+  return dispatch_float(X.dtype(), node, [&](auto tag) -> Status {
+    using T = typename decltype(tag)::type;
+    Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
+    conv_forward<T>(s.g, s.N, s.C, s.M, a.group, X.data<T>(), W.data<T>(),
+                    has_b ? ctx.input(2).data<T>() : nullptr, Y.mut<T>());
+    ctx.set_output(0, Y);
+    return OkStatus();
+  });
+}
+
+// --- ConvTranspose --------------------------------------------------------------------------------
+
+StatusOr<Geom> transpose_geometry(const NodeDef& node, const WindowAttrs& a, const Shape& spatial,
+                                  const std::vector<int64_t>& kernel) {
+  Geom g;
+  const int nd = static_cast<int>(spatial.size());
+  if (nd < 1 || nd > 3)
+    return node.error(StatusCode::kUnsupported, "only 1-D, 2-D and 3-D ConvTranspose is supported");
+  std::vector<int64_t> oshape = a.output_shape;
+  if (oshape.size() == static_cast<size_t>(nd + 2)) oshape.erase(oshape.begin(), oshape.begin() + 2);
+  if (!oshape.empty() && oshape.size() != static_cast<size_t>(nd))
+    return node.error(StatusCode::kInvalidArgument, "output_shape has the wrong number of values");
+  if ((!a.strides.empty() && a.strides.size() != static_cast<size_t>(nd)) ||
+      (!a.dilations.empty() && a.dilations.size() != static_cast<size_t>(nd)) ||
+      (!a.pads.empty() && a.pads.size() != static_cast<size_t>(2 * nd)) ||
+      (!a.output_padding.empty() && a.output_padding.size() != static_cast<size_t>(nd)))
+    return node.error(StatusCode::kInvalidArgument, "strides/dilations/pads/output_padding sizes do not match");
+  g.nd = nd;
+  const bool same = a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER";
+  for (int i = 0; i < nd; ++i) {
+    const size_t u = static_cast<size_t>(i);
+    const int j = 3 - nd + i;
+    g.in[j] = spatial[u];
+    g.k[j] = kernel[u];
+    g.s[j] = a.strides.empty() ? 1 : a.strides[u];
+    g.d[j] = a.dilations.empty() ? 1 : a.dilations[u];
+    const int64_t op = a.output_padding.empty() ? 0 : a.output_padding[u];
+    const int64_t full = g.s[j] * (g.in[j] - 1) + op + (g.k[j] - 1) * g.d[j] + 1;
+    if (!oshape.empty() || same) {
+      g.out[j] = !oshape.empty() ? oshape[u] : g.in[j] * g.s[j];
+      const int64_t total = full - g.out[j];
+      if (a.auto_pad == "SAME_UPPER") {
+        g.pb[j] = total / 2;
+        g.pe[j] = total - total / 2;
+      } else {
+        g.pb[j] = total - total / 2;
+        g.pe[j] = total / 2;
+      }
+    } else {
+      if (a.auto_pad != "VALID" && !a.pads.empty()) {
+        g.pb[j] = a.pads[u];
+        g.pe[j] = a.pads[u + static_cast<size_t>(nd)];
+      }
+      g.out[j] = full - g.pb[j] - g.pe[j];
+    }
+    if (g.out[j] <= 0) return node.error(StatusCode::kInvalidArgument, "non-positive output size");
+  }
+  return g;
+}
+
+// Scatters columns [Mg * kvol, in_size] into output planes y [Mg, out_size] (accumulating).
+template <typename T>
+void col2im(const T* col, int64_t Mg, const Geom& g, T* y) {
+  const int64_t kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
+  const int64_t ID = g.in[0], IH = g.in[1], IW = g.in[2], OD = g.out[0], OH = g.out[1], OW = g.out[2];
+  parallel_for(Mg, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      T* ym = y + m * osz;
+      for (int64_t kk = 0; kk < kvol; ++kk) {
+        const int64_t kd = kk / (g.k[1] * g.k[2]), kh = (kk / g.k[2]) % g.k[1], kw = kk % g.k[2];
+        const T* cr = col + (m * kvol + kk) * isz;
+        const int64_t woff = kw * g.d[2] - g.pb[2];
+        const int64_t lo = std::clamp<int64_t>(ceil_div(-woff, g.s[2]), 0, IW);
+        const int64_t hi = std::clamp<int64_t>(floor_div(OW - 1 - woff, g.s[2]) + 1, lo, IW);
+        for (int64_t id = 0; id < ID; ++id) {
+          const int64_t od = id * g.s[0] - g.pb[0] + kd * g.d[0];
+          if (od < 0 || od >= OD) continue;
+          for (int64_t ih = 0; ih < IH; ++ih) {
+            const int64_t oh = ih * g.s[1] - g.pb[1] + kh * g.d[1];
+            if (oh < 0 || oh >= OH) continue;
+            T* yr = ym + (od * OH + oh) * OW;
+            const T* cx = cr + (id * IH + ih) * IW;
+            for (int64_t iw = lo; iw < hi; ++iw) yr[iw * g.s[2] + woff] += cx[iw];
+          }
+        }
+      }
+    }
+  });
+}
+
+Status conv_transpose_compute(const NodeDef& node, const ConvAttrs& a, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  const Tensor& W = ctx.input(1);
+  if (X.rank() < 3 || W.rank() != X.rank())
+    return node.error(StatusCode::kInvalidArgument,
+                      "X " + shape_str(X.shape()) + " and W " + shape_str(W.shape()) + " do not match");
+  const int64_t N = X.dim(0), C = X.dim(1), G = a.group;
+  if (G < 1 || W.dim(0) != C || C % G != 0)
+    return node.error(StatusCode::kInvalidArgument, "W " + shape_str(W.shape()) + " does not match X channels " +
+                                                        std::to_string(C) + " with group " + std::to_string(G));
+  const int64_t Mg = W.dim(1), M = Mg * G, Cg = C / G;
+  std::vector<int64_t> kernel(W.shape().begin() + 2, W.shape().end());
+  if (!a.w.kernel.empty() && a.w.kernel != kernel)
+    return node.error(StatusCode::kInvalidArgument, "kernel_shape does not match W " + shape_str(W.shape()));
+  FRUGAL_ASSIGN_OR_RETURN(Geom g, transpose_geometry(node, a.w, Shape(X.shape().begin() + 2, X.shape().end()),
+                                                     kernel));
+  Shape out{N, M};
+  for (int64_t v : g.out_spatial()) out.push_back(v);
+  const bool has_b = ctx.has_input(2) && ctx.input(2).numel() > 0;
+  if (has_b && ctx.input(2).numel() != M)
+    return node.error(StatusCode::kInvalidArgument, "B must have " + std::to_string(M) + " values");
+  return dispatch_float(X.dtype(), node, [&](auto tag) -> Status {
+    using T = typename decltype(tag)::type;
+    Tensor& Y = ctx.allocate_output(0, X.dtype(), out);
+    const int64_t kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
+    T* col = scratch_buffer<T>(static_cast<size_t>(Mg * kvol * isz));
+    const T* x = X.data<T>();
+    const T* w = W.data<T>();
+    T* y = Y.mut<T>();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t grp = 0; grp < G; ++grp) {
+        gemm(true, false, Mg * kvol, isz, Cg, T(1), w + grp * Cg * Mg * kvol, Mg * kvol,
+             x + (n * C + grp * Cg) * isz, isz, T(0), col, isz);
+        col2im(col, Mg, g, y + (n * M + grp * Mg) * osz);
+      }
+    add_bias(y, has_b ? ctx.input(2).data<T>() : nullptr, N, M, osz);
+    return OkStatus();
+  });
+}
+
+// --- ConvInteger / QLinearConv --------------------------------------------------------------------
+
+// int32 accumulators of conv(x - x_zp, w - w_zp[m]) + bias, laid out as the output.
+Status integer_conv(const NodeDef& node, const ConvAttrs& a, const Tensor& X, int32_t xzp, const Tensor& W,
+                    const std::vector<int32_t>& wzp, const int32_t* bias, ConvShapes& s, Tensor& acc) {
+  auto is8 = [](DType t) { return t == DType::kUInt8 || t == DType::kInt8; };
+  if (!is8(X.dtype()) || !is8(W.dtype()))
+    return node.error(StatusCode::kUnsupported, std::string("x and w must be uint8/int8, got ") +
+                                                    dtype_name(X.dtype()) + " and " + dtype_name(W.dtype()));
+  FRUGAL_ASSIGN_OR_RETURN(s, conv_shapes(node, a, X, W));
+  if (wzp.size() != 1 && static_cast<int64_t>(wzp.size()) != s.M)
+    return node.error(StatusCode::kInvalidArgument, "w_zero_point must have 1 or " + std::to_string(s.M) + " values");
+  std::vector<int32_t> xw(static_cast<size_t>(X.numel())), ww(static_cast<size_t>(W.numel()));
+  widen_to_i32(X, xw.data());
+  if (xzp != 0)
+    for (auto& v : xw) v -= xzp;
+  widen_to_i32(W, ww.data());
+  const int64_t per = W.numel() / std::max<int64_t>(s.M, 1);
+  for (int64_t m = 0; m < s.M; ++m) {
+    const int32_t z = wzp.size() == 1 ? wzp[0] : wzp[static_cast<size_t>(m)];
+    if (z != 0)
+      for (int64_t i = 0; i < per; ++i) ww[static_cast<size_t>(m * per + i)] -= z;
+  }
+  acc = Tensor::uninitialized(DType::kInt32, s.out);
+  conv_forward<int32_t>(s.g, s.N, s.C, s.M, a.group, xw.data(), ww.data(), bias, acc.mut<int32_t>());
+  return OkStatus();
+}
+
+Status conv_integer_compute(const NodeDef& node, const ConvAttrs& a, KernelContext& ctx) {
+  const std::vector<int32_t> xzp = zero_points(ctx, 2);
+  if (xzp.size() != 1) return node.error(StatusCode::kInvalidArgument, "x_zero_point must be a scalar");
+  ConvShapes s;
+  Tensor acc;
+  FRUGAL_RETURN_IF_ERROR(integer_conv(node, a, ctx.input(0), xzp[0], ctx.input(1), zero_points(ctx, 3), nullptr,
+                                      s, acc));
+  ctx.set_output(0, acc);
+  return OkStatus();
+}
+
+Status qlinear_conv_compute(const NodeDef& node, const ConvAttrs& a, KernelContext& ctx) {
+  const std::vector<float> xs = float_values(ctx.input(1)), ws = float_values(ctx.input(4)),
+                           ys = float_values(ctx.input(6));
+  const std::vector<int32_t> xzp = zero_points(ctx, 2), wzp = zero_points(ctx, 5), yzp = zero_points(ctx, 7);
+  if (xs.size() != 1 || xzp.size() != 1 || ys.size() != 1 || yzp.size() != 1)
+    return node.error(StatusCode::kInvalidArgument, "x and y scales / zero points must be scalars");
+  const DType out_t = ctx.has_input(7) ? ctx.input(7).dtype() : ctx.input(0).dtype();
+  const int64_t M = ctx.input(3).rank() > 0 ? ctx.input(3).dim(0) : 0;
+  if (ws.size() != 1 && static_cast<int64_t>(ws.size()) != M)
+    return node.error(StatusCode::kInvalidArgument, "w_scale must have 1 or " + std::to_string(M) + " values");
+  std::vector<int32_t> bias;
+  if (ctx.has_input(8) && ctx.input(8).numel() > 0) {
+    if (ctx.input(8).numel() != M)
+      return node.error(StatusCode::kInvalidArgument, "B must have " + std::to_string(M) + " values");
+    for (int64_t v : ctx.input(8).to_int64_vector()) bias.push_back(static_cast<int32_t>(v));
+  }
+  ConvShapes s;
+  Tensor acc;
+  FRUGAL_RETURN_IF_ERROR(integer_conv(node, a, ctx.input(0), xzp[0], ctx.input(3), wzp,
+                                      bias.empty() ? nullptr : bias.data(), s, acc));
+  Tensor Y = Tensor::uninitialized(out_t, s.out);
+  const int64_t plane = s.g.out_size();
+  const int32_t* av = acc.data<int32_t>();
+  void* y = Y.raw_mut();
+  const quant::QRange r = qrange_of(out_t);
+  parallel_for(s.N * s.M, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t m = p % s.M;
+      const float mult = xs[0] * (ws.size() == 1 ? ws[0] : ws[static_cast<size_t>(m)]) / ys[0];
+      for (int64_t i = p * plane; i < (p + 1) * plane; ++i) store_requantized(av[i], mult, yzp[0], r, out_t, y, i);
+    }
+  });
+  ctx.set_output(0, Y);
+  return OkStatus();
+}
+
+template <typename Fn>
+KernelFactory conv_factory(Fn fn, bool half_ok) {
+  return [fn, half_ok](const NodeDef& node) -> StatusOr<std::unique_ptr<Kernel>> {
+    ConvAttrs a;
+    a.w = read_window_attrs(node);
+    a.group = node.get_int("group", 1);
+    if (a.group < 1) return node.error(StatusCode::kInvalidArgument, "group must be >= 1");
+    return make_fn_kernel([node, a, fn, half_ok](KernelContext& ctx) -> Status {
+      if (half_ok && is_half_type(ctx.input(0).dtype()))
+        return with_half_as_float(ctx, [&](KernelContext& c) { return fn(node, a, c); });
+      return fn(node, a, ctx);
+    });
+  };
+}
+
+}  // namespace
+
+void register_conv_kernels(KernelRegistry& r) {
+  r.add("Conv", 1, kMaxOpset, conv_factory(conv_compute, true));
+  r.add("ConvTranspose", 1, kMaxOpset, conv_factory(conv_transpose_compute, true));
+  r.add("ConvInteger", 10, kMaxOpset, conv_factory(conv_integer_compute, false));
+  r.add("QLinearConv", 10, kMaxOpset, conv_factory(qlinear_conv_compute, false));
+}
 
 }  // namespace frugal::kernels

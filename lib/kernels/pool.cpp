@@ -1,8 +1,291 @@
+// MaxPool (with optional Indices), AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool, GlobalLpPool
+// for 1-D..3-D inputs. Every pool is parallel over the N * C planes; the window geometry (pads,
+// auto_pad, dilations, ceil_mode) comes from conv_geom.h, shared with Conv.
+#include <cmath>
+#include <limits>
+
+#include "conv_geom.h"
 #include "families.h"
+#include "frugal/parallel.h"
+#include "gemm_util.h"
 #include "kernel_util.h"
 
 namespace frugal::kernels {
 
-void register_pool_kernels(KernelRegistry& /*r*/) {}
+namespace {
+
+struct PoolShapes {
+  int64_t planes = 0;
+  Geom g;
+  Shape out;
+};
+
+StatusOr<PoolShapes> pool_shapes(const NodeDef& node, const WindowAttrs& a, const Tensor& X) {
+  if (X.rank() < 3)
+    return node.error(StatusCode::kInvalidArgument, "X must be [N, C, spatial...], got " + shape_str(X.shape()));
+  if (a.kernel.empty()) return node.error(StatusCode::kInvalidArgument, "kernel_shape is required");
+  PoolShapes s;
+  FRUGAL_ASSIGN_OR_RETURN(s.g, forward_geometry(node, a, Shape(X.shape().begin() + 2, X.shape().end()), a.kernel));
+  s.planes = X.dim(0) * X.dim(1);
+  s.out = {X.dim(0), X.dim(1)};
+  for (int64_t v : s.g.out_spatial()) s.out.push_back(v);
+  return s;
+}
+
+// Calls tap(input_offset, id, ih, iw) for every in-range tap of the window at (od, oh, ow).
+template <typename F>
+inline void for_each_tap(const Geom& g, int64_t od, int64_t oh, int64_t ow, F&& tap) {
+  for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+    const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+    if (id < 0 || id >= g.in[0]) continue;
+    for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+      const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+      if (ih < 0 || ih >= g.in[1]) continue;
+      const int64_t row = (id * g.in[1] + ih) * g.in[2];
+      for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+        const int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+        if (iw < 0 || iw >= g.in[2]) continue;
+        tap(row + iw, id, ih, iw);
+      }
+    }
+  }
+}
+
+// Number of window taps per dim inside [lo, hi) of input coordinates, for output index o.
+inline int64_t taps_within(const Geom& g, int j, int64_t o, int64_t lo, int64_t hi) {
+  int64_t n = 0;
+  for (int64_t k = 0; k < g.k[j]; ++k) {
+    const int64_t i = o * g.s[j] - g.pb[j] + k * g.d[j];
+    n += (i >= lo && i < hi);
+  }
+  return n;
+}
+
+// Runs f(plane_index, out_offset_within_plane, od, oh, ow) over all outputs, parallel over planes.
+template <typename F>
+void for_each_output(const PoolShapes& s, F&& f) {
+  const Geom& g = s.g;
+  const int64_t osz = g.out_size();
+  parallel_for(s.planes, std::max<int64_t>(1, 4096 / std::max<int64_t>(osz * g.kvol(), 1)),
+               [&](int64_t p0, int64_t p1) {
+                 for (int64_t p = p0; p < p1; ++p) {
+                   int64_t o = 0;
+                   for (int64_t od = 0; od < g.out[0]; ++od)
+                     for (int64_t oh = 0; oh < g.out[1]; ++oh)
+                       for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) f(p, o, od, oh, ow);
+                 }
+               });
+}
+
+// --- MaxPool ---------------------------------------------------------------------------------------
+
+template <typename T>
+Status max_pool_typed(const NodeDef& node, const WindowAttrs& a, bool col_major, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  FRUGAL_ASSIGN_OR_RETURN(PoolShapes s, pool_shapes(node, a, X));
+  const Geom& g = s.g;
+  Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
+  const bool want_idx = ctx.num_outputs() > 1;
+  Tensor I;
+  if (want_idx) I = Tensor::uninitialized(DType::kInt64, s.out);
+  const T* x = X.data<T>();
+  T* y = Y.mut<T>();
+  int64_t* ind = want_idx ? I.mut<int64_t>() : nullptr;
+  const int64_t isz = g.in_size(), osz = g.out_size();
+  for_each_output(s, [&](int64_t p, int64_t o, int64_t od, int64_t oh, int64_t ow) {
+    const T* xp = x + p * isz;
+    T best = std::numeric_limits<T>::lowest();
+    int64_t bi = -1, bd = 0, bh = 0, bw = 0;
+    for_each_tap(g, od, oh, ow, [&](int64_t off, int64_t id, int64_t ih, int64_t iw) {
+      const T v = xp[off];
+      if (bi < 0 || v > best) {
+        best = v;
+        bi = off;
+        bd = id;
+        bh = ih;
+        bw = iw;
+      }
+    });
+    y[p * osz + o] = best;
+    if (ind) {
+      const int64_t local = col_major ? bd + bh * g.in[0] + bw * g.in[0] * g.in[1] : bi;
+      ind[p * osz + o] = p * isz + (bi < 0 ? 0 : local);
+    }
+  });
+  ctx.set_output(0, Y);
+  if (want_idx) ctx.set_output(1, I);
+  return OkStatus();
+}
+
+Status max_pool(const NodeDef& node, const WindowAttrs& a, bool col_major, KernelContext& ctx) {
+  switch (ctx.input(0).dtype()) {
+    case DType::kFloat: return max_pool_typed<float>(node, a, col_major, ctx);
+    case DType::kDouble: return max_pool_typed<double>(node, a, col_major, ctx);
+    case DType::kInt8: return max_pool_typed<int8_t>(node, a, col_major, ctx);
+    case DType::kUInt8: return max_pool_typed<uint8_t>(node, a, col_major, ctx);
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return with_half_as_float(ctx, [&](KernelContext& c) { return max_pool_typed<float>(node, a, col_major, c); });
+    default:
+      return node.error(StatusCode::kUnsupported,
+                        std::string("dtype ") + dtype_name(ctx.input(0).dtype()) + " not supported");
+  }
+}
+
+// --- AveragePool / LpPool ----------------------------------------------------------------------------
+
+template <typename T>
+Status avg_pool_typed(const NodeDef& node, const WindowAttrs& a, bool include_pad, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  FRUGAL_ASSIGN_OR_RETURN(PoolShapes s, pool_shapes(node, a, X));
+  const Geom& g = s.g;
+  Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
+  const T* x = X.data<T>();
+  T* y = Y.mut<T>();
+  const int64_t isz = g.in_size(), osz = g.out_size();
+  for_each_output(s, [&](int64_t p, int64_t o, int64_t od, int64_t oh, int64_t ow) {
+    const T* xp = x + p * isz;
+    T sum = 0;
+    int64_t n = 0;
+    for_each_tap(g, od, oh, ow, [&](int64_t off, int64_t, int64_t, int64_t) {
+      sum += xp[off];
+      ++n;
+    });
+    if (include_pad) {
+      // Taps on the explicit padding count; taps beyond it (added by ceil_mode) do not.
+      const int64_t o3[3] = {od, oh, ow};
+      n = 1;
+      for (int j = 0; j < 3; ++j) n *= taps_within(g, j, o3[j], -g.pb[j], g.in[j] + g.pe[j]);
+    }
+    y[p * osz + o] = n > 0 ? sum / static_cast<T>(n) : T(0);
+  });
+  ctx.set_output(0, Y);
+  return OkStatus();
+}
+
+template <typename T>
+Status lp_pool_typed(const NodeDef& node, const WindowAttrs& a, int64_t pw, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  FRUGAL_ASSIGN_OR_RETURN(PoolShapes s, pool_shapes(node, a, X));
+  const Geom& g = s.g;
+  Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
+  const T* x = X.data<T>();
+  T* y = Y.mut<T>();
+  const int64_t isz = g.in_size(), osz = g.out_size();
+  const T p = static_cast<T>(pw);
+  for_each_output(s, [&](int64_t pl, int64_t o, int64_t od, int64_t oh, int64_t ow) {
+    const T* xp = x + pl * isz;
+    T sum = 0;
+    for_each_tap(g, od, oh, ow, [&](int64_t off, int64_t, int64_t, int64_t) {
+      const T v = std::fabs(xp[off]);
+      sum += pw == 2 ? v * v : (pw == 1 ? v : std::pow(v, p));
+    });
+    y[pl * osz + o] = pw == 2 ? std::sqrt(sum) : (pw == 1 ? sum : std::pow(sum, T(1) / p));
+  });
+  ctx.set_output(0, Y);
+  return OkStatus();
+}
+
+// --- Global pools ----------------------------------------------------------------------------------
+
+enum class GlobalKind { kAvg, kMax, kLp };
+
+template <typename T>
+Status global_pool_typed(const NodeDef& node, GlobalKind kind, int64_t pw, KernelContext& ctx) {
+  const Tensor& X = ctx.input(0);
+  if (X.rank() < 3)
+    return node.error(StatusCode::kInvalidArgument, "X must be [N, C, spatial...], got " + shape_str(X.shape()));
+  Shape out(X.shape().size(), 1);
+  out[0] = X.dim(0);
+  out[1] = X.dim(1);
+  const int64_t planes = X.dim(0) * X.dim(1), plane = X.numel() / std::max<int64_t>(planes, 1);
+  Tensor Y = Tensor::uninitialized(X.dtype(), out);
+  const T* x = X.data<T>();
+  T* y = Y.mut<T>();
+  parallel_for(planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(plane, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* xp = x + p * plane;
+      if (kind == GlobalKind::kMax) {
+        T m = plane > 0 ? xp[0] : T(0);
+        for (int64_t i = 1; i < plane; ++i) m = xp[i] > m ? xp[i] : m;
+        y[p] = m;
+      } else if (kind == GlobalKind::kAvg) {
+        T sum = 0;
+        for (int64_t i = 0; i < plane; ++i) sum += xp[i];
+        y[p] = plane > 0 ? sum / static_cast<T>(plane) : T(0);
+      } else {
+        T sum = 0;
+        for (int64_t i = 0; i < plane; ++i) sum += std::pow(std::fabs(xp[i]), static_cast<T>(pw));
+        y[p] = std::pow(sum, T(1) / static_cast<T>(pw));
+      }
+    }
+  });
+  ctx.set_output(0, Y);
+  return OkStatus();
+}
+
+// Float kernels for float32/float64, with float16/bfloat16 computed in float32.
+template <typename Fn>
+Status float_pool(const NodeDef& node, KernelContext& ctx, Fn&& fn) {
+  const DType t = ctx.input(0).dtype();
+  if (t == DType::kFloat) return fn(TypeTag<float>{}, ctx);
+  if (t == DType::kDouble) return fn(TypeTag<double>{}, ctx);
+  if (is_half_type(t))
+    return with_half_as_float(ctx, [&](KernelContext& c) { return fn(TypeTag<float>{}, c); });
+  return node.error(StatusCode::kUnsupported, std::string("dtype ") + dtype_name(t) + " not supported");
+}
+
+}  // namespace
+
+void register_pool_kernels(KernelRegistry& r) {
+  r.add("MaxPool", 1, kMaxOpset, [](const NodeDef& node) -> StatusOr<std::unique_ptr<Kernel>> {
+    const WindowAttrs a = read_window_attrs(node);
+    const int64_t order = node.get_int("storage_order", 0);
+    if (order != 0 && order != 1) return node.error(StatusCode::kInvalidArgument, "storage_order must be 0 or 1");
+    return make_fn_kernel([node, a, order](KernelContext& ctx) { return max_pool(node, a, order == 1, ctx); });
+  });
+  r.add("AveragePool", 1, kMaxOpset, [](const NodeDef& node) -> StatusOr<std::unique_ptr<Kernel>> {
+    const WindowAttrs a = read_window_attrs(node);
+    const bool include_pad = node.get_int("count_include_pad", 0) != 0;
+    return make_fn_kernel([node, a, include_pad](KernelContext& ctx) {
+      return float_pool(node, ctx, [&](auto tag, KernelContext& c) {
+        return avg_pool_typed<typename decltype(tag)::type>(node, a, include_pad, c);
+      });
+    });
+  });
+  r.add("LpPool", 1, kMaxOpset, [](const NodeDef& node) -> StatusOr<std::unique_ptr<Kernel>> {
+    const WindowAttrs a = read_window_attrs(node);
+    // Opset 1 declared p as a float; later opsets as an int.
+    const auto it = node.attrs.find("p");
+    int64_t p = 2;
+    if (it != node.attrs.end())
+      p = it->second.kind == Attribute::Kind::kFloat ? static_cast<int64_t>(it->second.f) : it->second.i;
+    if (p < 1) return node.error(StatusCode::kInvalidArgument, "p must be >= 1");
+    return make_fn_kernel([node, a, p](KernelContext& ctx) {
+      return float_pool(node, ctx, [&](auto tag, KernelContext& c) {
+        return lp_pool_typed<typename decltype(tag)::type>(node, a, p, c);
+      });
+    });
+  });
+  auto global = [](GlobalKind kind) {
+    return [kind](const NodeDef& node) -> StatusOr<std::unique_ptr<Kernel>> {
+      int64_t p = 2;
+      const auto it = node.attrs.find("p");
+      if (it != node.attrs.end())
+        p = it->second.kind == Attribute::Kind::kFloat ? static_cast<int64_t>(it->second.f) : it->second.i;
+      return make_fn_kernel([node, kind, p](KernelContext& ctx) -> Status {
+        const DType t = ctx.input(0).dtype();
+        if (kind == GlobalKind::kMax && t == DType::kInt8) return global_pool_typed<int8_t>(node, kind, p, ctx);
+        if (kind == GlobalKind::kMax && t == DType::kUInt8) return global_pool_typed<uint8_t>(node, kind, p, ctx);
+        return float_pool(node, ctx, [&](auto tag, KernelContext& c) {
+          return global_pool_typed<typename decltype(tag)::type>(node, kind, p, c);
+        });
+      });
+    };
+  };
+  r.add("GlobalAveragePool", 1, kMaxOpset, global(GlobalKind::kAvg));
+  r.add("GlobalMaxPool", 1, kMaxOpset, global(GlobalKind::kMax));
+  r.add("GlobalLpPool", 1, kMaxOpset, global(GlobalKind::kLp));
+}
 
 }  // namespace frugal::kernels
