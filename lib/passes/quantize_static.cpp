@@ -1,0 +1,466 @@
+// Static QDQ quantization pass (and the weight-only form used by quantize_dynamic).
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <regex>
+#include <set>
+
+#include "frugal/quantize.h"
+
+namespace frugal {
+
+namespace {
+
+const std::set<std::string> kComputeOps = {"Conv", "ConvTranspose", "Gemm", "MatMul"};
+// Ops whose output has the same values as (a subset of) their input: output shares the input's params.
+const std::set<std::string> kPassthroughOps = {"Reshape", "Transpose", "MaxPool", "Flatten", "Squeeze", "Unsqueeze"};
+// Ops whose input shares the output's params (clipping activations, concatenation).
+const std::set<std::string> kShareFromOutputOps = {"Relu", "Clip", "Concat"};
+const std::set<std::string> kNeighbourOps = {"Add", "Mul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
+                                             "Concat", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"};
+
+// Which inputs of an op carry activations to quantize (others are shapes, axes, clip bounds).
+std::vector<size_t> activation_inputs(const NodeDef& n) {
+  if (n.op_type == "Conv" || n.op_type == "ConvTranspose" || n.op_type == "Gemm") return {0};
+  if (n.op_type == "MatMul" || n.op_type == "Add" || n.op_type == "Mul") return {0, 1};
+  if (n.op_type == "Concat") {
+    std::vector<size_t> v(n.inputs.size());
+    std::iota(v.begin(), v.end(), 0);
+    return v;
+  }
+  return {0};
+}
+
+bool matches(const std::vector<std::string>& pats, const NodeDef& n) {
+  for (const auto& p : pats) {
+    if (p == n.op_type) return true;
+    try {
+      if (std::regex_match(n.name, std::regex(p))) return true;
+    } catch (const std::regex_error&) {
+      if (p == n.name) return true;
+    }
+  }
+  return false;
+}
+
+struct UnionFind {
+  std::map<std::string, std::string> parent;
+  std::string find(const std::string& x) {
+    auto it = parent.find(x);
+    if (it == parent.end() || it->second == x) return x;
+    std::string r = find(it->second);
+    parent[x] = r;
+    return r;
+  }
+  void unite(const std::string& a, const std::string& b) {
+    std::string ra = find(a), rb = find(b);
+    if (ra != rb) parent[std::max(ra, rb)] = std::min(ra, rb);  // deterministic root
+  }
+};
+
+class NameGen {
+ public:
+  explicit NameGen(const onnx::GraphProto& g) {
+    for (const auto& n : g.node()) {
+      used_.insert(n.name());
+      for (const auto& o : n.output()) used_.insert(o);
+      for (const auto& i : n.input()) used_.insert(i);
+    }
+    for (const auto& t : g.initializer()) used_.insert(t.name());
+    for (const auto& v : g.input()) used_.insert(v.name());
+  }
+  std::string make(const std::string& base) {
+    std::string n = base;
+    for (int k = 1; used_.count(n); ++k) n = base + "_" + std::to_string(k);
+    used_.insert(n);
+    return n;
+  }
+
+ private:
+  std::set<std::string> used_;
+};
+
+void add_init(onnx::GraphProto* g, const std::string& name, const Tensor& t) {
+  onnx::TensorProto* p = g->add_initializer();
+  tensor_to_proto(t, p);
+  p->set_name(name);
+}
+
+onnx::NodeProto make_node(const std::string& op, const std::string& name, std::vector<std::string> in,
+                          std::vector<std::string> out, int axis = std::numeric_limits<int>::min()) {
+  onnx::NodeProto n;
+  n.set_op_type(op);
+  n.set_name(name);
+  for (auto& s : in) n.add_input(s);
+  for (auto& s : out) n.add_output(s);
+  if (axis != std::numeric_limits<int>::min()) {
+    auto* a = n.add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(axis);
+  }
+  return n;
+}
+
+Tensor zp_tensor(DType t, int32_t zp, size_t count, bool scalar) {
+  Shape s = scalar ? Shape{} : Shape{static_cast<int64_t>(count)};
+  if (t == DType::kUInt8) return Tensor::from_vector<uint8_t>(s, std::vector<uint8_t>(count, static_cast<uint8_t>(zp)));
+  if (t == DType::kInt8) return Tensor::from_vector<int8_t>(s, std::vector<int8_t>(count, static_cast<int8_t>(zp)));
+  return Tensor::from_vector<int32_t>(s, std::vector<int32_t>(count, zp));
+}
+
+StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts) {
+  if (opts.activation_type != DType::kUInt8 && opts.activation_type != DType::kInt8)
+    return InvalidArgument("activation type must be uint8 or int8");
+  const bool weight_only = table == nullptr;
+  FRUGAL_ASSIGN_OR_RETURN(Graph graph, Graph::build(model));
+  QuantizeResult res;
+  res.opset_before = model.opset("");
+  if (res.opset_before == 0) return InvalidModel("the model does not import the default ONNX domain");
+  if (!graph.nodes_with_subgraphs().empty())
+    return Unsupported("models with control flow (If/Loop/Scan) cannot be quantized yet (node '" +
+                       graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
+
+  // Opset: QDQ needs 10, per-channel (axis on DequantizeLinear) needs 13.
+  onnx::ModelProto proto = model.proto();
+  bool per_channel = opts.per_channel;
+  int opset = res.opset_before;
+  if (opset < 13) {
+    onnx::ModelProto trial = proto;
+    std::vector<std::string> notes;
+    Status st = upgrade_default_opset(trial, 13, &notes);
+    if (st.ok()) {
+      proto = std::move(trial);
+      opset = 13;
+      res.notes.insert(res.notes.end(), notes.begin(), notes.end());
+      res.notes.push_back("default-domain opset raised from " + std::to_string(res.opset_before) +
+                          " to 13 (per-channel DequantizeLinear needs 13)");
+    } else if (opset >= 10) {
+      per_channel = false;
+      res.notes.push_back("opset " + std::to_string(opset) + " kept (" + st.message() +
+                          "); weights quantized per tensor because per-channel needs opset 13");
+    } else {
+      return Unsupported("QDQ quantization needs opset >= 10 and the model (opset " + std::to_string(opset) +
+                         ") cannot be raised: " + st.message());
+    }
+  }
+  res.opset_after = opset;
+  // Rebuild the index on the (possibly upgraded) proto: node names and tensors are unchanged by the
+  // upgrade except for added constant inputs, so one index serves both.
+  auto work = Model::from_proto(proto, model.base_dir());
+  FRUGAL_ASSIGN_OR_RETURN(graph, Graph::build(*work));
+
+  std::set<std::string> graph_outputs;
+  for (const auto& o : graph.outputs()) graph_outputs.insert(o.name);
+  auto is_float_init = [&](const std::string& name) {
+    const onnx::TensorProto* t = graph.initializer(name);
+    return t && t->data_type() == onnx::TensorProto::FLOAT;
+  };
+
+  // 1. Choose nodes.
+  std::vector<bool> quantized(graph.nodes().size(), false);
+  std::vector<NodeQuantInfo> infos(graph.nodes().size());
+  std::set<std::string> act;  // activation tensors to quantize
+  for (size_t ni : graph.topo_order()) {
+    const NodeDef& n = graph.nodes()[ni];
+    NodeQuantInfo& info = infos[ni];
+    info.name = n.name;
+    info.op_type = n.op_type;
+    if (!n.outputs.empty()) info.output_tensor = n.outputs[0];
+    const bool compute = kComputeOps.count(n.op_type) > 0;
+    const bool neighbour = kNeighbourOps.count(n.op_type) > 0;
+    if (!compute && !neighbour) continue;  // not a candidate: not listed in the report
+    auto skip = [&](const std::string& why) { info.reason = why; };
+    if (!n.domain.empty()) { skip("not in the default domain"); continue; }
+    if (opts.keep_float.count(n.name)) { skip("kept in float by --max-drop"); continue; }
+    if (!opts.include.empty() && !matches(opts.include, n)) { skip("not matched by --include"); continue; }
+    if (matches(opts.exclude, n)) { skip("matched by --exclude"); continue; }
+    if (weight_only) {
+      if (!compute) continue;
+      if (n.inputs.size() < 2 || !is_float_init(n.inputs[1])) { skip("weight is not a float initializer"); continue; }
+      quantized[ni] = true;
+      continue;
+    }
+    if (neighbour) {
+      // Only next to quantized work, so float regions (normalisations, softmax) stay float.
+      bool near = false;
+      for (const auto& in : n.inputs) {
+        const int64_t p = in.empty() ? -1 : graph.producer(in);
+        if (p >= 0 && quantized[static_cast<size_t>(p)]) near = true;
+      }
+      if (!near) { skip("no quantized neighbour"); continue; }
+    }
+    if ((n.op_type == "Conv" || n.op_type == "ConvTranspose" || n.op_type == "Gemm") &&
+        (n.inputs.size() < 2 || !is_float_init(n.inputs[1]))) {
+      skip("weight is not a float initializer");
+      continue;
+    }
+    if (n.op_type == "Gemm" && n.get_int("transA", 0) != 0) { skip("Gemm with transA=1"); continue; }
+    std::string missing;
+    for (size_t k : activation_inputs(n)) {
+      if (k >= n.inputs.size() || n.inputs[k].empty()) continue;
+      const std::string& in = n.inputs[k];
+      if (n.op_type == "MatMul" && k == 1 && is_float_init(in)) continue;  // the weight
+      if (graph.initializer(in)) { missing = "input '" + in + "' is a constant"; break; }
+      if (!table->find(in)) { missing = "no calibration range for input '" + in + "'"; break; }
+    }
+    if (!missing.empty()) { skip(missing); continue; }
+    quantized[ni] = true;
+    for (size_t k : activation_inputs(n)) {
+      if (k >= n.inputs.size() || n.inputs[k].empty()) continue;
+      if (n.op_type == "MatMul" && k == 1 && is_float_init(n.inputs[k])) continue;
+      act.insert(n.inputs[k]);
+    }
+  }
+
+  // 2. Activation parameters, with the sharing rules.
+  UnionFind uf;
+  std::set<std::string> pre_activation;  // inputs of Relu/Clip: their negative tail is clipped anyway
+  if (!weight_only) {
+    for (size_t ni : graph.topo_order()) {
+      if (!quantized[ni]) continue;
+      const NodeDef& n = graph.nodes()[ni];
+      if (n.outputs.empty() || n.inputs.empty()) continue;
+      const std::string& out = n.outputs[0];
+      if (!act.count(out) || !table->find(out)) continue;  // output not quantized: nothing to share
+      if (kPassthroughOps.count(n.op_type)) uf.unite(n.inputs[0], out);
+      if (kShareFromOutputOps.count(n.op_type)) {
+        for (size_t k : activation_inputs(n)) {
+          if (k >= n.inputs.size()) continue;
+          const std::string& in = n.inputs[k];
+          if (graph.consumers(in).size() != 1 || graph_outputs.count(in) || !act.count(in)) continue;
+          uf.unite(in, out);
+          if (n.op_type != "Concat") pre_activation.insert(in);
+        }
+      }
+    }
+  }
+  std::map<std::string, std::pair<double, double>> group_range;
+  std::map<std::string, bool> group_has_post;
+  for (const auto& t : act) {
+    const std::string r = uf.find(t);
+    const bool post = !pre_activation.count(t);
+    if (post) group_has_post[r] = true;
+  }
+  for (const auto& t : act) {
+    const std::string r = uf.find(t);
+    if (pre_activation.count(t) && group_has_post[r]) continue;
+    const TensorRange* tr = table->find(t);
+    if (!tr) continue;
+    auto it = group_range.find(r);
+    if (it == group_range.end()) group_range[r] = {tr->range_min, tr->range_max};
+    else it->second = {std::min(it->second.first, tr->range_min), std::max(it->second.second, tr->range_max)};
+  }
+  std::map<std::string, quant::QParams> act_params;
+  for (const auto& t : act) {
+    auto it = group_range.find(uf.find(t));
+    if (it == group_range.end()) return Internal("no range for activation '" + t + "'");
+    act_params[t] = activation_params(it->second.first, it->second.second, opts.activation_type);
+  }
+
+  // 3. Build the new graph.
+  onnx::GraphProto* g = proto.mutable_graph();
+  NameGen names(*g);
+  std::vector<onnx::NodeProto> front;                     // weight/bias DQ and graph-input QDQ
+  std::map<std::string, std::vector<onnx::NodeProto>> after;  // QDQ after the producer of a tensor
+  std::map<std::string, std::string> dq_name;              // activation -> its dequantized name
+  const DType at = opts.activation_type;
+  for (const auto& t : act) {
+    const quant::QParams p = act_params[t];
+    const std::string s = names.make(t + "_scale"), z = names.make(t + "_zero_point");
+    const std::string q = names.make(t + "_quantized"), dq = names.make(t + "_dequantized");
+    add_init(g, s, Tensor::scalar<float>(p.scale));
+    add_init(g, z, zp_tensor(at, p.zero_point, 1, true));
+    std::vector<onnx::NodeProto> pair = {make_node("QuantizeLinear", names.make(t + "_QuantizeLinear"), {t, s, z}, {q}),
+                                         make_node("DequantizeLinear", names.make(t + "_DequantizeLinear"), {q, s, z}, {dq})};
+    const int64_t prod = graph.producer(t);
+    auto& dst = prod >= 0 ? after[t] : front;
+    dst.insert(dst.end(), pair.begin(), pair.end());
+    dq_name[t] = dq;
+  }
+
+  const quant::QRange wrange = opts.reduce_range ? quant::QRange{-63, 63} : quant::kInt8Symmetric;
+  std::map<std::string, std::pair<std::string, QuantizedWeight>> wcache;  // weight name + axis -> DQ output
+  std::set<std::string> replaced_inits;
+  std::map<size_t, std::map<size_t, std::string>> rewires;  // node -> input index -> new name
+  for (size_t ni : graph.topo_order()) {
+    if (!quantized[ni]) continue;
+    const NodeDef& n = graph.nodes()[ni];
+    NodeQuantInfo& info = infos[ni];
+    for (size_t k : activation_inputs(n)) {
+      if (k >= n.inputs.size()) continue;
+      auto it = dq_name.find(n.inputs[k]);
+      if (it != dq_name.end()) {
+        rewires[ni][k] = it->second;
+        if (info.input_tensor.empty()) {
+          info.input_tensor = n.inputs[k];
+          const TensorRange* tr = table->find(n.inputs[k]);
+          if (tr) info.input_min = tr->range_min, info.input_max = tr->range_max, info.has_input_range = true;
+        }
+      }
+    }
+    if (!kComputeOps.count(n.op_type) || n.inputs.size() < 2 || !is_float_init(n.inputs[1])) continue;
+    const std::string& wname = n.inputs[1];
+    FRUGAL_ASSIGN_OR_RETURN(Tensor w, work->initializer(*graph.initializer(wname)));
+    int axis = per_channel ? weight_channel_axis(n, w.rank()) : -1;
+    if (n.op_type == "ConvTranspose" && n.get_int("group", 1) != 1) axis = -1;  // channels interleave groups
+    const std::string key = wname + "#" + std::to_string(axis);
+    auto wit = wcache.find(key);
+    if (wit == wcache.end()) {
+      QuantizedWeight qw = quantize_weight(w, axis, wrange);
+      const std::string qn = names.make(wname + "_quantized"), sn = names.make(wname + "_scale");
+      const std::string zn = names.make(wname + "_zero_point"), dn = names.make(wname + "_dequantized");
+      add_init(g, qn, qw.q);
+      const bool scalar = axis < 0;
+      add_init(g, sn, scalar ? Tensor::scalar<float>(qw.scales[0])
+                             : Tensor::from_vector<float>({static_cast<int64_t>(qw.scales.size())}, qw.scales));
+      add_init(g, zn, zp_tensor(DType::kInt8, 0, qw.scales.size(), scalar));
+      front.push_back(make_node("DequantizeLinear", names.make(wname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
+                                scalar ? std::numeric_limits<int>::min() : axis));
+      wit = wcache.emplace(key, std::make_pair(dn, std::move(qw))).first;
+      replaced_inits.insert(wname);
+    }
+    const QuantizedWeight& qw = wit->second.second;
+    rewires[ni][1] = wit->second.first;
+    info.weight_axis = qw.axis;
+    info.weight_min = qw.min;
+    info.weight_max = qw.max;
+
+    // Bias: int32, scale s_x * s_w, zero point 0. Needs the input's scale.
+    if (weight_only || n.op_type == "MatMul" || n.inputs.size() < 3 || n.inputs[2].empty() || !is_float_init(n.inputs[2]))
+      continue;
+    auto pit = act_params.find(n.inputs[0]);
+    if (pit == act_params.end()) continue;
+    FRUGAL_ASSIGN_OR_RETURN(Tensor b, work->initializer(*graph.initializer(n.inputs[2])));
+    const int64_t channels = static_cast<int64_t>(qw.scales.size());
+    if (b.rank() != 1 || (channels > 1 && b.numel() != channels)) continue;  // broadcast Gemm C: stays float
+    Tensor bf = b.to_float();
+    const float* bv = bf.data<float>();
+    std::vector<float> bscale(static_cast<size_t>(channels));
+    for (int64_t c = 0; c < channels; ++c) bscale[static_cast<size_t>(c)] = pit->second.scale * qw.scales[static_cast<size_t>(c)];
+    std::vector<int32_t> bq(static_cast<size_t>(b.numel()));
+    for (int64_t i = 0; i < b.numel(); ++i) {
+      const float s = bscale[static_cast<size_t>(channels > 1 ? i : 0)];
+      bq[static_cast<size_t>(i)] = quant::quantize_value(bv[i], s, 0, quant::kInt32.lo, quant::kInt32.hi);
+    }
+    const std::string bname = n.inputs[2];
+    const std::string qn = names.make(bname + "_quantized"), sn = names.make(bname + "_scale");
+    const std::string zn = names.make(bname + "_zero_point"), dn = names.make(bname + "_dequantized");
+    add_init(g, qn, Tensor::from_vector<int32_t>(b.shape(), bq));
+    const bool scalar = channels == 1;
+    add_init(g, sn, scalar ? Tensor::scalar<float>(bscale[0]) : Tensor::from_vector<float>({channels}, bscale));
+    add_init(g, zn, zp_tensor(DType::kInt32, 0, bscale.size(), scalar));
+    front.push_back(make_node("DequantizeLinear", names.make(bname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
+                              scalar ? std::numeric_limits<int>::min() : 0));
+    rewires[ni][2] = dn;
+    replaced_inits.insert(bname);
+  }
+
+  // Node list: front (weights, graph-input QDQ), then each original node followed by its outputs' QDQ.
+  std::vector<onnx::NodeProto> old(g->node().begin(), g->node().end());
+  g->clear_node();
+  for (auto& n : front) *g->add_node() = std::move(n);
+  for (size_t i = 0; i < old.size(); ++i) {
+    onnx::NodeProto n = old[i];
+    auto rw = rewires.find(i);
+    if (rw != rewires.end())
+      for (const auto& [k, name] : rw->second) n.set_input(static_cast<int>(k), name);
+    *g->add_node() = n;
+    for (const auto& o : old[i].output()) {
+      auto a = after.find(o);
+      if (a != after.end())
+        for (auto& qn : a->second) *g->add_node() = std::move(qn);
+    }
+  }
+  // Drop float initializers nobody reads any more (also from graph.input, where old IR lists them).
+  std::set<std::string> still_used;
+  for (const auto& n : g->node())
+    for (const auto& in : n.input()) still_used.insert(in);
+  for (const auto& o : g->output()) still_used.insert(o.name());
+  std::set<std::string> dropped;
+  for (const auto& name : replaced_inits)
+    if (!still_used.count(name)) dropped.insert(name);
+  auto* inits = g->mutable_initializer();
+  inits->erase(std::remove_if(inits->begin(), inits->end(), [&](const onnx::TensorProto& t) { return dropped.count(t.name()) > 0; }),
+               inits->end());
+  auto* ins = g->mutable_input();
+  ins->erase(std::remove_if(ins->begin(), ins->end(), [&](const onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; }),
+             ins->end());
+
+  for (size_t ni = 0; ni < infos.size(); ++ni) {
+    infos[ni].quantized = quantized[ni];
+    if (!infos[ni].op_type.empty() && (quantized[ni] || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
+  }
+  res.model = Model::from_proto(std::move(proto), model.base_dir());
+  return res;
+}
+
+}  // namespace
+
+int QuantizeResult::quantized_count() const {
+  int c = 0;
+  for (const auto& n : nodes) c += n.quantized;
+  return c;
+}
+
+int weight_channel_axis(const NodeDef& node, int64_t rank) {
+  if (rank < 2) return -1;
+  if (node.op_type == "Conv") return 0;
+  if (node.op_type == "ConvTranspose") return 1;
+  if (node.op_type == "Gemm") return node.get_int("transB", 0) != 0 ? 0 : 1;
+  if (node.op_type == "MatMul") return static_cast<int>(rank - 1);
+  return -1;
+}
+
+QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) {
+  QuantizedWeight out;
+  out.axis = axis;
+  Tensor f = w.to_float();
+  const float* x = f.data<float>();
+  const int64_t n = f.numel();
+  int64_t channels = 1, inner = n;
+  if (axis >= 0) {
+    channels = f.dim(axis);
+    inner = 1;
+    for (int64_t d = axis + 1; d < f.rank(); ++d) inner *= f.dim(d);
+  }
+  std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
+  double mn = n ? x[0] : 0, mx = n ? x[0] : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t c = static_cast<size_t>((i / inner) % channels);
+    absmax[c] = std::max(absmax[c], std::fabs(x[i]));
+    mn = std::min(mn, static_cast<double>(x[i]));
+    mx = std::max(mx, static_cast<double>(x[i]));
+  }
+  out.min = mn;
+  out.max = mx;
+  out.scales.resize(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c)
+    out.scales[static_cast<size_t>(c)] = quant::symmetric_params(absmax[static_cast<size_t>(c)], range).scale;
+  out.q = Tensor::uninitialized(DType::kInt8, f.shape());
+  int8_t* q = out.q.mut<int8_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t c = static_cast<size_t>((i / inner) % channels);
+    q[i] = static_cast<int8_t>(quant::quantize_value(x[i], out.scales[c], 0, range.lo, range.hi));
+  }
+  return out;
+}
+
+quant::QParams activation_params(double range_min, double range_max, DType activation_type) {
+  if (activation_type == DType::kInt8)
+    return quant::symmetric_params(static_cast<float>(std::max(std::fabs(range_min), std::fabs(range_max))),
+                                   quant::kInt8Symmetric);
+  return quant::asymmetric_params(static_cast<float>(range_min), static_cast<float>(range_max), quant::kUInt8);
+}
+
+StatusOr<QuantizeResult> quantize_static(const Model& model, const CalibrationTable& table, const QuantizeOptions& opts) {
+  return quantize_impl(model, &table, opts);
+}
+
+StatusOr<QuantizeResult> quantize_weight_only(const Model& model, const QuantizeOptions& opts) {
+  return quantize_impl(model, nullptr, opts);
+}
+
+}  // namespace frugal
