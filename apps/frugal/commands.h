@@ -35,6 +35,7 @@ Command add_distill_command(CLI::App& root, const GlobalOptions& g);
 Command add_energy_command(CLI::App& root, const GlobalOptions& g);
 Command add_bench_command(CLI::App& root, const GlobalOptions& g);
 Command add_compress_command(CLI::App& root, const GlobalOptions& g);
+Command add_convert_command(CLI::App& root, const GlobalOptions& g);
 
 // For subcommands declared before their issue lands: parses any arguments and fails with exit 4.
 Command not_implemented_command(CLI::App& root, const std::string& name, const std::string& description);

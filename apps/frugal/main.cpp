@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
       add_inspect_command(app, g),   add_run_command(app, g),     add_calibrate_command(app, g),
       add_quantize_command(app, g),  add_prune_command(app, g),   add_distill_command(app, g),
       add_energy_command(app, g),    add_bench_command(app, g),   add_compress_command(app, g),
+      add_convert_command(app, g),
   };
 
   try {
