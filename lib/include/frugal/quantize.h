@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -116,7 +117,7 @@ struct QuantizeJob {
 struct QuantizeRunResult {
   Json report;       // the JSON report (docs/formats/quantize-report.md)
   std::string text;  // the human table
-  Status gate;       // kQualityGate when --max-drop could not be met (the model is still written)
+  Status gate;       // kQualityGate when --max-drop could not be met (then no model is written)
 };
 
 StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job);
