@@ -190,7 +190,10 @@ StatusOr<Geom> transpose_geometry(const NodeDef& node, const WindowAttrs& a, con
     g.d[j] = a.dilations.empty() ? 1 : a.dilations[u];
     const int64_t op = a.output_padding.empty() ? 0 : a.output_padding[u];
     const int64_t full = g.s[j] * (g.in[j] - 1) + op + (g.k[j] - 1) * g.d[j] + 1;
-    if (!oshape.empty() || same) {
+    if (same) {
+      // As the ONNX reference does: SAME pads split the total padding implied by output_shape
+      // (default in * stride); with explicit or default pads, output_shape only sets the size
+      // (positions beyond the computed extent stay zero).
       g.out[j] = !oshape.empty() ? oshape[u] : g.in[j] * g.s[j];
       const int64_t total = full - g.out[j];
       if (a.auto_pad == "SAME_UPPER") {
@@ -205,7 +208,7 @@ StatusOr<Geom> transpose_geometry(const NodeDef& node, const WindowAttrs& a, con
         g.pb[j] = a.pads[u];
         g.pe[j] = a.pads[u + static_cast<size_t>(nd)];
       }
-      g.out[j] = full - g.pb[j] - g.pe[j];
+      g.out[j] = !oshape.empty() ? oshape[u] : full - g.pb[j] - g.pe[j];
     }
     if (g.out[j] <= 0) return node.error(StatusCode::kInvalidArgument, "non-positive output size");
   }
