@@ -69,9 +69,8 @@ StatusOr<std::vector<PrunableLayer>> find_prunable_layers(const Model& model, co
     if (n.inputs.size() < 2) continue;
     const onnx::TensorProto* w = graph.initializer(n.inputs[1]);
     if (!w) continue;  // weight computed at run time (or a dynamic MatMul): nothing to prune
-    if (w->data_type() != onnx::TensorProto::FLOAT && w->data_type() != onnx::TensorProto::FLOAT16 &&
-        w->data_type() != onnx::TensorProto::DOUBLE && w->data_type() != onnx::TensorProto::BFLOAT16)
-      continue;
+    // float32 only: half-precision weights would need a write-back path (prune before converting).
+    if (w->data_type() != onnx::TensorProto::FLOAT) continue;
     PrunableLayer L;
     L.node_index = i;
     L.node_name = n.name;
