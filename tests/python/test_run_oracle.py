@@ -1,0 +1,210 @@
+"""`frugal run` against onnxruntime on the same inputs.
+
+Every case writes inputs in one of the formats `frugal run --data` accepts, runs
+`frugal run MODEL --data PATH -o OUT`, reads OUT/test_data_set_<i>/output_<k>.{pb,npy} and compares
+each output with onnxruntime's on the same inputs. The bound is tl.oracle_tolerance(ref) =
+1e-4 * max(1, max|ref|): both sides compute in float32, and legitimately different summation orders
+(blocked GEMM, im2col vs direct conv, fused vs unfused softmax) give relative errors of order
+sqrt(K) * 1.2e-7 per reduction of length K; for the largest reductions here (VGG's 25088-wide FC,
+~50-layer nets) that stays below 1e-5 relative to the output scale, while real bugs (a wrong pad,
+axis or broadcast) give errors of the order of the outputs themselves. The floor of 1 keeps
+probabilities from softmax outputs from demanding sub-ulp agreement.
+"""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import frugal_testlib as tl
+import make_encoder
+import randomize_light
+
+LIGHT_DIR = tl.TESTDATA / "onnx-onnx" / "onnx" / "backend" / "test" / "data" / "light"
+LIGHT_MODELS = sorted(p.stem[len("light_"):] for p in LIGHT_DIR.glob("light_*.onnx"))
+MNIST = tl.TESTDATA / "alrevuelta-cONNXr" / "test" / "mnist"
+DIGITS_SAMPLES = 64  # of the 500 held-out ones: enough to cover all classes, quick to run
+
+
+def _check_against_ort(model_path, samples, out_dir, fmt="pb"):
+    """Compares frugal's written outputs (one set per sample) with onnxruntime on `samples`."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    out_names = [o.name for o in model.graph.output]
+    got = tl.read_frugal_outputs(out_dir, fmt)
+    assert len(got) == len(samples), f"frugal wrote {len(got)} output sets for {len(samples)} samples"
+    refs = tl.ort_run_many(model_path, samples)
+    worst = 0.0
+    for i, (g, ref) in enumerate(zip(got, refs)):
+        assert len(g) == len(out_names), f"sample {i}: {len(g)} outputs written, model has {len(out_names)}"
+        for k, name in enumerate(out_names):
+            r = ref[name]
+            a = g[k]
+            assert a.dtype == r.dtype, f"sample {i} output {name}: dtype {a.dtype}, onnxruntime {r.dtype}"
+            assert a.shape == r.shape, f"sample {i} output {name}: shape {a.shape}, onnxruntime {r.shape}"
+            max_abs, cos, top1 = tl.compare(a, r)
+            tol = tl.oracle_tolerance(r)
+            worst = max(worst, max_abs / tol if tol else 0.0)
+            assert max_abs <= tol, (f"{Path(model_path).name} sample {i} output {name}: max abs error {max_abs:.3e} > "
+                                    f"{tol:.3e} (cosine {cos:.6f}, top-1 agreement {top1:.3f})")
+    if fmt == "pb":
+        # Output TensorProtos carry the graph output names.
+        first = Path(out_dir) / "test_data_set_0"
+        for k, name in enumerate(out_names):
+            assert tl.read_tensor_pb(first / f"output_{k}.pb")[0] == name
+    return worst
+
+
+# ----------------------------------------------------------------------------- light model zoo
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_randomized(name, frugal_bin, tmp_path):
+    model, _ = randomize_light.randomize(onnx.load(str(LIGHT_DIR / f"light_{name}.onnx")), seed=0)
+    path = tmp_path / f"light_{name}.onnx"
+    onnx.save(model, str(path))
+    feed = randomize_light.make_feed(model, seed=7)
+    tl.write_test_data_set(tmp_path / "data" / "test_data_set_0", list(feed.items()))
+    out = tmp_path / "out"
+    tl.run_frugal(["run", path, "--data", tmp_path / "data", "-o", out], expect_rc=0)
+    _check_against_ort(path, [feed], out)
+
+
+# ----------------------------------------------------------------------------- digits (trained)
+
+def _digits_subset(tmp_path, which, n=DIGITS_SAMPLES):
+    samples = tl.load_npz_samples(tl.MODELS_DATA / f"digits_{which}_heldout.npz")[:n]
+    path = tmp_path / f"digits_{which}_{n}.npz"
+    tl.write_npz_samples(path, samples)
+    return path, samples
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_digits_npz(which, frugal_bin, tmp_path):
+    data, samples = _digits_subset(tmp_path, which)
+    model = tl.MODELS_DIR / f"digits_{which}.onnx"
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model, "--data", data, "-o", out], expect_rc=0)
+    _check_against_ort(model, samples, out)
+    # The trained model keeps its accuracy through frugal (on these samples, as onnxruntime).
+    labels = np.load(tl.MODELS_DATA / "digits_heldout_labels.npy")[:len(samples)]
+    pred = np.array([o[0].reshape(-1).argmax() for o in tl.read_frugal_outputs(out)])
+    assert np.mean(pred == labels) >= 0.95
+
+
+def test_digits_npy_format(frugal_bin, tmp_path):
+    data, samples = _digits_subset(tmp_path, "cnn", 8)
+    model = tl.MODELS_DIR / "digits_cnn.onnx"
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model, "--data", data, "-o", out, "--format", "npy"], expect_rc=0)
+    _check_against_ort(model, samples, out, fmt="npy")
+
+
+def test_digits_dir_of_npz(frugal_bin, tmp_path):
+    """--data DIR of .npz files: samples are taken file by file in name order, each a stack."""
+    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_mlp_heldout.npz")[:6]
+    d = tmp_path / "npz_dir"
+    for f in range(3):
+        tl.write_npz_samples(d / f"part_{f:03d}.npz", samples[2 * f:2 * f + 2])
+    model = tl.MODELS_DIR / "digits_mlp.onnx"
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model, "--data", d, "-o", out], expect_rc=0)
+    _check_against_ort(model, samples, out)
+
+
+def test_digits_batched_dims(frugal_bin, tmp_path):
+    """A sample holding a batch of 5 images for the symbolic N."""
+    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_cnn_heldout.npz")[:10]
+    batched = [{"input": np.concatenate([s["input"] for s in samples[j:j + 5]], axis=0)} for j in (0, 5)]
+    data = tmp_path / "batched.npz"
+    tl.write_npz_samples(data, batched)
+    model = tl.MODELS_DIR / "digits_cnn.onnx"
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model, "--data", data, "-o", out], expect_rc=0)
+    _check_against_ort(model, batched, out)
+
+
+def test_synthetic_shapes(frugal_bin, tmp_path):
+    out = tmp_path / "out"
+    tl.run_frugal(["run", tl.MODELS_DIR / "digits_cnn.onnx", "--synthetic", 3, "--dims", "N=2", "-o", out],
+                  expect_rc=0)
+    got = tl.read_frugal_outputs(out)
+    assert len(got) == 3
+    for g in got:
+        assert len(g) == 1 and g[0].shape == (2, 10) and g[0].dtype == np.float32
+        assert np.all(np.isfinite(g[0]))
+
+
+# ----------------------------------------------------------------------------- encoder
+
+@pytest.mark.parametrize("dynamic", [False, True], ids=["fixed", "dynamic"])
+def test_small_encoder(dynamic, frugal_bin, tmp_path):
+    batch = 2 if dynamic else 1
+    model = make_encoder.build(layers=2, hidden=128, heads=4, ffn=256, batch=batch, seq=32, vocab=1000,
+                               max_pos=64, seed=0, dynamic=dynamic)
+    path = tmp_path / "encoder.onnx"
+    make_encoder.save(model, path)
+    samples = make_encoder.make_samples(3, batch, 32, 1000, seed=1)
+    data = tmp_path / "encoder_inputs.npz"
+    tl.write_npz_samples(data, samples)
+    out = tmp_path / "out"
+    tl.run_frugal(["run", path, "--data", data, "-o", out], expect_rc=0)
+    _check_against_ort(path, samples, out)
+
+
+def test_small_encoder_external_data(frugal_bin, tmp_path):
+    model = make_encoder.build(layers=1, hidden=64, heads=4, ffn=128, batch=1, seq=16, vocab=500,
+                               max_pos=32, seed=3, dynamic=False)
+    path = tmp_path / "enc_ext.onnx"
+    make_encoder.save(model, path, external=True)
+    assert (tmp_path / "enc_ext.onnx.data").exists()
+    samples = make_encoder.make_samples(2, 1, 16, 500, seed=4)
+    data = tmp_path / "enc.npz"
+    tl.write_npz_samples(data, samples)
+    out = tmp_path / "out"
+    tl.run_frugal(["run", path, "--data", data, "-o", out], expect_rc=0)
+    _check_against_ort(path, samples, out)
+
+
+# ----------------------------------------------------------------------------- mnist (stored data)
+
+def _mnist_samples():
+    model = onnx.load(str(MNIST / "model.onnx"))
+    names = tl.graph_input_names(model)
+    samples = []
+    for i in range(3):
+        ins = tl.read_test_data_set(MNIST / f"test_data_set_{i}", "input")
+        samples.append({n: a for n, (_, a) in zip(names, ins)})  # stored names are empty: bind by position
+    return samples
+
+
+def test_mnist_vs_ort(frugal_bin, tmp_path):
+    out = tmp_path / "out"
+    tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST, "-o", out], expect_rc=0)
+    _check_against_ort(MNIST / "model.onnx", _mnist_samples(), out)
+
+
+def test_mnist_single_set_dir(frugal_bin, tmp_path):
+    out = tmp_path / "out"
+    tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST / "test_data_set_1", "-o", out], expect_rc=0)
+    _check_against_ort(MNIST / "model.onnx", _mnist_samples()[1:2], out)
+
+
+# The stored mnist outputs come from another runtime; they agree with onnxruntime to 7e-4 absolute on
+# logits of up to 6.6e3 (1.1e-7 relative), so rtol 1e-4 / atol 1e-3 is generous yet far below the
+# +100 corruption used below.
+EXPECT_TOL = ["--rtol", "1e-4", "--atol", "1e-3"]
+
+
+def test_mnist_expect_pass(frugal_bin):
+    tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST, "--expect", MNIST] + EXPECT_TOL, expect_rc=0)
+
+
+def test_mnist_expect_wrong_gives_exit_3(frugal_bin, tmp_path):
+    bad = tmp_path / "mnist_bad"
+    shutil.copytree(MNIST, bad, ignore=shutil.ignore_patterns("model.onnx"))
+    name, arr = tl.read_tensor_pb(bad / "test_data_set_1" / "output_0.pb")
+    arr = arr.copy()
+    arr.flat[3] += 100.0
+    tl.write_tensor_pb(bad / "test_data_set_1" / "output_0.pb", arr, name)
+    proc = tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST, "--expect", bad] + EXPECT_TOL, expect_rc=3)
+    assert proc.stderr.strip(), "a failed --expect must say what differed"
