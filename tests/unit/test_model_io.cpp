@@ -1,0 +1,288 @@
+#include <catch2/catch.hpp>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "frugal/dataset.h"
+#include "frugal/file_util.h"
+#include "frugal/model.h"
+
+using namespace frugal;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kTestData = FRUGAL_TESTDATA_DIR;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::random_device rd;
+    path = fs::temp_directory_path() / ("frugal_test_" + std::to_string(rd()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string deterministic_bytes(const onnx::ModelProto& m) {
+  std::string out;
+  google::protobuf::io::StringOutputStream s(&out);
+  google::protobuf::io::CodedOutputStream c(&s);
+  c.SetSerializationDeterministic(true);
+  m.SerializeToCodedStream(&c);
+  return out;
+}
+
+onnx::ModelProto parse_file(const fs::path& p) {
+  auto bytes = read_file_bytes(p, "model");
+  REQUIRE(bytes.ok());
+  onnx::ModelProto m;
+  REQUIRE(parse_model_bytes(bytes->data(), bytes->size(), &m, p.string()).ok());
+  return m;
+}
+
+std::vector<fs::path> all_models() {
+  std::vector<fs::path> v;
+  for (const auto& e : fs::recursive_directory_iterator(kTestData))
+    if (e.is_regular_file() && e.path().extension() == ".onnx") v.push_back(e.path());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+void write_bytes(const fs::path& p, const std::string& b) {
+  std::ofstream f(p, std::ios::binary);
+  f.write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+size_t count_files(const fs::path& dir) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("load then save gives an identical ModelProto for every model in shared testdata", "[model_io]") {
+  REQUIRE(fs::is_directory(kTestData));
+  auto models = all_models();
+  REQUIRE(models.size() > 1800);  // node tests, pytorch-*, simple, light, mnist, bert, rten, tract
+  TempDir tmp;
+  size_t with_external = 0;
+  for (const auto& p : models) {
+    INFO(p.string());
+    auto m = Model::load(p);
+    REQUIRE(m.ok());
+    const fs::path out = tmp.path / "out.onnx";
+    REQUIRE((*m)->save(out).ok());
+    const auto original = parse_file(p);
+    const auto saved = parse_file(out);
+    bool external = false;
+    for (const auto& t : original.graph().initializer()) external |= is_external(t);
+    if (!external) {
+      REQUIRE(deterministic_bytes(original) == deterministic_bytes(saved));
+      continue;
+    }
+    // External data: compare with every tensor re-inlined on both sides.
+    ++with_external;
+    auto a = Model::load(p, LoadOptions{true});
+    auto b = Model::load(out, LoadOptions{true});
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(deterministic_bytes((*a)->proto()) == deterministic_bytes((*b)->proto()));
+  }
+  CHECK(with_external == 1);  // rten's mnist-external
+}
+
+TEST_CASE("external data is kept, re-inlined or re-externalised as asked", "[model_io]") {
+  const fs::path src = kTestData / "robertknight-rten/rten-onnx/test-data/mnist-external/mnist.onnx";
+  TempDir tmp;
+  auto m = Model::load(src);
+  REQUIRE(m.ok());
+  auto inlined_ref = Model::load(src, LoadOptions{true});
+  REQUIRE(inlined_ref.ok());
+
+  // Default: stays external, in a data file named after the output.
+  REQUIRE((*m)->save(tmp.path / "kept.onnx").ok());
+  CHECK(fs::exists(tmp.path / "kept.onnx.data"));
+  auto kept = parse_file(tmp.path / "kept.onnx");
+  size_t ext = 0;
+  for (const auto& t : kept.graph().initializer()) ext += is_external(t);
+  CHECK(ext > 0);
+
+  // Re-inlined.
+  SaveOptions inl;
+  inl.keep_external = false;
+  REQUIRE((*m)->save(tmp.path / "inline.onnx", inl).ok());
+  CHECK_FALSE(fs::exists(tmp.path / "inline.onnx.data"));
+  auto inlined = parse_file(tmp.path / "inline.onnx");
+  for (const auto& t : inlined.graph().initializer()) CHECK_FALSE(is_external(t));
+  CHECK(deterministic_bytes(inlined) == deterministic_bytes((*inlined_ref)->proto()));
+
+  // A plain model externalised with a threshold: only tensors at or above it move out.
+  auto mnist = Model::load(kTestData / "alrevuelta-cONNXr/test/mnist/model.onnx");
+  REQUIRE(mnist.ok());
+  SaveOptions ex;
+  ex.external_data = true;
+  ex.external_threshold = 1000;
+  REQUIRE((*mnist)->save(tmp.path / "ext.onnx", ex).ok());
+  auto exm = parse_file(tmp.path / "ext.onnx");
+  for (const auto& t : exm.graph().initializer()) {
+    const size_t bytes = storage_bytes(static_cast<DType>(t.data_type()), [&] {
+      int64_t n = 1;
+      for (auto d : t.dims()) n *= d;
+      return n;
+    }());
+    CHECK(is_external(t) == (bytes >= 1000));
+  }
+  auto back = Model::load(tmp.path / "ext.onnx", LoadOptions{true});
+  REQUIRE(back.ok());
+  // Tensors that went out come back as raw_data (the original used typed fields): compare values.
+  onnx::ModelProto a = (*back)->proto(), b = (*mnist)->proto();
+  for (auto* m : {&a, &b})
+    for (auto& t : *m->mutable_graph()->mutable_initializer()) {
+      auto v = tensor_from_proto(t);
+      REQUIRE(v.ok());
+      const std::string name = t.name();
+      tensor_to_proto(*v, &t);
+      t.set_name(name);
+    }
+  CHECK(deterministic_bytes(a) == deterministic_bytes(b));
+}
+
+TEST_CASE("save refuses to overwrite its input unless asked", "[model_io]") {
+  TempDir tmp;
+  fs::copy_file(kTestData / "alrevuelta-cONNXr/test/mnist/model.onnx", tmp.path / "m.onnx");
+  auto m = Model::load(tmp.path / "m.onnx");
+  REQUIRE(m.ok());
+  auto st = (*m)->save(tmp.path / "m.onnx");
+  CHECK(st.code() == StatusCode::kInvalidArgument);
+  SaveOptions in_place;
+  in_place.allow_overwrite_input = true;
+  CHECK((*m)->save(tmp.path / "m.onnx", in_place).ok());
+  CHECK(count_files(tmp.path) == 1);  // no temp file left
+}
+
+TEST_CASE("bad model files fail with a clear error and no crash", "[model_io]") {
+  TempDir tmp;
+  const fs::path good = kTestData / "alrevuelta-cONNXr/test/mnist/model.onnx";
+  auto bytes = read_file_bytes(good, "model");
+  REQUIRE(bytes.ok());
+
+  SECTION("truncated") {
+    write_bytes(tmp.path / "t.onnx", bytes->substr(0, bytes->size() / 2));
+    auto m = Model::load(tmp.path / "t.onnx");
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().code() == StatusCode::kInvalidModel);
+    CHECK(m.status().message().find("t.onnx") != std::string::npos);
+  }
+  SECTION("random bytes") {
+    std::mt19937 rng(7);
+    std::string junk(4096, '\0');
+    for (auto& c : junk) c = static_cast<char>(rng());
+    write_bytes(tmp.path / "r.onnx", junk);
+    auto m = Model::load(tmp.path / "r.onnx");
+    REQUIRE_FALSE(m.ok());
+    CHECK(exit_code_for(m.status().code()) == 2);
+  }
+  SECTION("empty file") {
+    write_bytes(tmp.path / "e.onnx", "");
+    auto m = Model::load(tmp.path / "e.onnx");
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().message().find("empty") != std::string::npos);
+  }
+  SECTION("a directory") {
+    auto m = Model::load(tmp.path);
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().message().find("directory") != std::string::npos);
+    CHECK(exit_code_for(m.status().code()) == 2);
+  }
+  SECTION("missing file") {
+    auto m = Model::load(tmp.path / "nope.onnx");
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().code() == StatusCode::kNotFound);
+  }
+  SECTION("initializer declares more elements than its bytes hold") {
+    onnx::ModelProto p = parse_file(good);
+    auto* init = p.mutable_graph()->mutable_initializer(0);
+    init->set_dims(0, init->dims(0) * 2);
+    write_bytes(tmp.path / "short.onnx", p.SerializeAsString());
+    auto m = Model::load(tmp.path / "short.onnx");
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().code() == StatusCode::kInvalidModel);
+    CHECK(m.status().message().find(init->name()) != std::string::npos);
+  }
+}
+
+TEST_CASE("external data outside the model directory or past its file's end is rejected", "[model_io]") {
+  TempDir tmp;
+  const fs::path model_dir = tmp.path / "model";
+  fs::create_directories(model_dir);
+  const fs::path src = kTestData / "robertknight-rten/rten-onnx/test-data/mnist-external";
+  fs::copy_file(src / "mnist.onnx.data", model_dir / "mnist.onnx.data");
+  fs::copy_file(src / "mnist.onnx.data", tmp.path / "outside.data");
+  const onnx::ModelProto base = parse_file(src / "mnist.onnx");
+
+  auto with_location = [&](const std::string& loc, const std::string& offset, const std::string& length) {
+    onnx::ModelProto p = base;
+    for (auto& t : *p.mutable_graph()->mutable_initializer()) {
+      if (!is_external(t)) continue;
+      for (auto& kv : *t.mutable_external_data()) {
+        if (kv.key() == "location") kv.set_value(loc);
+        if (kv.key() == "offset" && !offset.empty()) kv.set_value(offset);
+        if (kv.key() == "length" && !length.empty()) kv.set_value(length);
+      }
+      break;  // the first external tensor is enough
+    }
+    write_bytes(model_dir / "m.onnx", p.SerializeAsString());
+    return Model::load(model_dir / "m.onnx");
+  };
+
+  CHECK(with_location("mnist.onnx.data", "", "").ok());
+  auto abs = with_location((tmp.path / "outside.data").string(), "", "");
+  REQUIRE_FALSE(abs.ok());
+  CHECK(abs.status().message().find("absolute") != std::string::npos);
+  auto up = with_location("../outside.data", "", "");
+  REQUIRE_FALSE(up.ok());
+  CHECK(up.status().message().find("escapes") != std::string::npos);
+  fs::create_symlink(tmp.path / "outside.data", model_dir / "link.data");
+  auto link = with_location("link.data", "", "");
+  REQUIRE_FALSE(link.ok());
+  CHECK(link.status().message().find("outside") != std::string::npos);
+  auto past = with_location("mnist.onnx.data", "105000", "");
+  REQUIRE_FALSE(past.ok());
+  CHECK(past.status().message().find("past the end") != std::string::npos);
+  auto missing = with_location("nothere.data", "", "");
+  REQUIRE_FALSE(missing.ok());
+  for (const auto* r : {&abs, &up, &link, &past, &missing}) CHECK(exit_code_for(r->status().code()) == 2);
+}
+
+TEST_CASE("graph index: producers, consumers, topological order", "[model_io]") {
+  auto m = Model::load(kTestData / "alrevuelta-cONNXr/test/mnist/model.onnx");
+  REQUIRE(m.ok());
+  auto g = Graph::build(**m);
+  REQUIRE(g.ok());
+  CHECK(g->nodes().size() == 12);
+  CHECK(g->inputs().size() == 1);
+  CHECK(g->inputs()[0].dims == std::vector<int64_t>{1, 1, 28, 28});
+  std::vector<size_t> pos(g->nodes().size());
+  for (size_t i = 0; i < g->topo_order().size(); ++i) pos[g->topo_order()[i]] = i;
+  for (size_t n = 0; n < g->nodes().size(); ++n)
+    for (const auto& in : g->nodes()[n].inputs) {
+      const int64_t p = g->producer(in);
+      if (p >= 0) CHECK(pos[static_cast<size_t>(p)] < pos[n]);
+    }
+  CHECK((*m)->opset() == 8);
+  // A node reading a tensor nobody produces is reported by name.
+  onnx::ModelProto bad = (*m)->proto();
+  bad.mutable_graph()->mutable_node(3)->set_input(0, "ghost");
+  auto gb = Graph::build(*Model::from_proto(bad));
+  REQUIRE_FALSE(gb.ok());
+  CHECK(gb.status().message().find("ghost") != std::string::npos);
+}
