@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds frugal and runs every test: C++ unit and kernel tests, ONNX conformance, and the Python
+# onnxruntime-oracle tests. Installs missing dependencies first (Debian 12, root or sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./third_party/install_deps.sh
+jobs=$(nproc)
+start=$(date +%s)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFRUGAL_PYTHON="$PWD/.venv/bin/python" >/dev/null
+cmake --build build -j"$jobs"
+built=$(date +%s)
+echo "build: $((built - start)) s on $jobs core(s)"
+ctest --test-dir build --output-on-failure -j"$jobs"
+echo "tests: $(( $(date +%s) - built )) s"
