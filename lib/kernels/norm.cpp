@@ -28,19 +28,33 @@ struct RowStats {
   double mean = 0, var = 0;
 };
 
+// Sum and centred sum of squares with 8 independent float lanes (vectorisable, short dependency
+// chains), combined in double. Two passes keep the variance exact for rows with large offsets.
+template <bool kSquare>
+inline double lane_sum(const float* x, int64_t n, float centre) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) {
+      const float d = x[j + k] - centre;
+      acc[k] += kSquare ? d * d : d;
+    }
+  double total = 0;
+  for (int k = 0; k < 8; ++k) total += acc[k];
+  for (; j < n; ++j) {
+    const double d = static_cast<double>(x[j]) - centre;
+    total += kSquare ? d * d : d;
+  }
+  return total;
+}
+
 inline RowStats row_stats(const float* x, int64_t n) {
   RowStats s;
   if (n == 0) return s;
-  double sum = 0;
-  for (int64_t j = 0; j < n; ++j) sum += x[j];
-  s.mean = sum / static_cast<double>(n);
-  const float m = static_cast<float>(s.mean);
-  double sq = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const double d = static_cast<double>(x[j]) - m;
-    sq += d * d;
-  }
-  s.var = sq / static_cast<double>(n);
+  // Centre the first pass on x[0] so the float lanes sum small deviations, not large offsets.
+  const float c0 = x[0];
+  s.mean = c0 + lane_sum<false>(x, n, c0) / static_cast<double>(n);
+  s.var = lane_sum<true>(x, n, static_cast<float>(s.mean)) / static_cast<double>(n);
   return s;
 }
 
@@ -183,8 +197,7 @@ Status layer_norm(const NodeDef& node, KernelContext& ctx, bool rms) {
       float* q = yp + r * n;
       float mean = 0, inv;
       if (rms) {
-        double sq = 0;
-        for (int64_t j = 0; j < n; ++j) sq += static_cast<double>(p[j]) * p[j];
+        const double sq = lane_sum<true>(p, n, 0.0f);
         inv = static_cast<float>(1.0 / std::sqrt(sq / static_cast<double>(std::max<int64_t>(n, 1)) + eps));
       } else {
         const RowStats s = row_stats(p, n);
