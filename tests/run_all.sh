@@ -10,5 +10,9 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DFRUGAL_PYTHON="$PWD/.v
 cmake --build build -j"$jobs"
 built=$(date +%s)
 echo "build: $((built - start)) s on $jobs core(s)"
-ctest --test-dir build --output-on-failure -j"$jobs"
+status=0
+ctest --test-dir build --output-on-failure -j"$jobs" || status=$?
+# The conformance pass/fail/excluded counts, which ctest's summary does not show.
+ctest --test-dir build -L conformance -V 2>/dev/null | grep -E "conformance: [0-9]+ passed" || true
 echo "tests: $(( $(date +%s) - built )) s"
+exit $status
