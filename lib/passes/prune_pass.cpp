@@ -203,6 +203,7 @@ StatusOr<PruneResult> prune_model(const Model& model, const PruneOptions& opts, 
     if (data) {
       plan_statistics(graph, work, opts, &obs);
       ExecOptions eo;
+      eo.dims = opts.dims;
       FRUGAL_ASSIGN_OR_RETURN(auto ex, Executor::create(res.model, eo));
       const size_t n = opts.max_samples ? std::min(opts.max_samples, data->size()) : data->size();
       for (size_t s = 0; s < n; ++s) {
@@ -359,7 +360,9 @@ StatusOr<PruneResult> prune_model(const Model& model, const PruneOptions& opts, 
     }
   }
 
+  res.dense_model = res.model;
   if (opts.sparse_storage) {
+    res.dense_model = Model::from_proto(res.model->proto(), res.model->base_dir());
     std::vector<std::string> cands;
     for (const auto& s : res.layers)
       if (!s.skipped) cands.push_back(s.weight_name);

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,7 @@ struct PruneOptions {
   size_t max_samples = 0;  // 0: all samples of the calibration data
   int64_t max_hessian_cols = 8192;  // larger layers get activation norms only (no reconstruction)
   bool sparse_storage = false;
+  std::map<std::string, int64_t> dims;  // symbolic dim values for running the calibration data
 };
 
 // A prunable layer: a Conv/ConvTranspose/Gemm/MatMul whose weight is an initializer.
@@ -107,7 +109,8 @@ struct ChannelGroupReport {
 };
 
 struct PruneResult {
-  std::shared_ptr<Model> model;
+  std::shared_ptr<Model> model;        // what to write (sparse_initializer where asked)
+  std::shared_ptr<Model> dense_model;  // the same values, every weight dense (for executors)
   std::vector<LayerPruneStats> layers;
   std::vector<ChannelGroupReport> channel_groups;
   std::vector<std::string> warnings;
