@@ -1,10 +1,105 @@
-// Placeholder until its issue lands: exits 4 with "not implemented".
+// frugal energy MODEL [--compare OTHER] [--profile NAME | --device-profile FILE] [--region CODE]
+//                     [--grid-intensity G] [--pue P] [--dims k=v].. [--json] [--html FILE]
+#include <cmath>
+#include <iostream>
+
+#include "cli_util.h"
 #include "commands.h"
+#include "frugal/energy.h"
+#include "frugal/file_util.h"
 
 namespace frugal::cli {
 
-Command add_energy_command(CLI::App& root, const GlobalOptions&) {
-  return not_implemented_command(root, "energy", "Energy and carbon estimate per inference");
+Command add_energy_command(CLI::App& root, const GlobalOptions& g) {
+  struct Opts {
+    std::string model, compare, profile = "h100", profile_file, region = "world", html;
+    std::vector<std::string> dims;
+    double grid = -1, pue = -1;
+    bool json = false, list = false;
+  };
+  auto o = std::make_shared<Opts>();
+  Command c;
+  c.app = root.add_subcommand("energy", "Energy and carbon estimate per inference (per op family, totals, HTML)");
+  c.app->add_option("model", o->model, "ONNX model file");
+  c.app->add_option("--compare", o->compare, "A second model (e.g. the compressed one) shown side by side");
+  c.app->add_option("--profile", o->profile, "Built-in device profile: h100, a100, l4, t4, xeon, laptop, jetson-orin");
+  c.app->add_option("--device-profile", o->profile_file, "A device profile JSON file (same schema as the built-ins)");
+  c.app->add_option("--region", o->region, "Grid region for carbon: world, eu, us, fr, de, pl, se, in, cn");
+  c.app->add_option("--grid-intensity", o->grid, "Grid carbon intensity in gCO2e/kWh (overrides --region's value)");
+  c.app->add_option("--pue", o->pue, "Power usage effectiveness (>= 1; default: the profile's)");
+  c.app->add_option("--dims", o->dims, "Symbolic dim values, NAME=VALUE (repeatable; unset ones are 1)");
+  c.app->add_flag("--json", o->json, "Print the JSON report on stdout instead of the table");
+  c.app->add_option("--html", o->html, "Write a self-contained HTML report (charts, no external resources)");
+  c.app->add_flag("--list-profiles", o->list, "List the built-in device profiles and regions, then exit");
+  c.run = [o, &g]() -> Status {
+    if (o->list) {
+      for (const auto& n : builtin_profile_names()) {
+        auto p = builtin_profile(n);
+        std::cout << n << ": " << (p.ok() ? p->description : p.status().message()) << "\n";
+      }
+      for (const auto& r : builtin_regions())
+        std::cout << "region " << r.code << ": " << r.grid_g_per_kwh << " gCO2e/kWh (" << r.source << ", " << r.year
+                  << ")\n";
+      return OkStatus();
+    }
+    if (o->model.empty()) return InvalidArgument("a model file is required (frugal energy MODEL)");
+    EnergyOptions eo;
+    eo.profile = o->profile;
+    eo.profile_file = o->profile_file;
+    eo.region = o->region;
+    if (o->grid >= 0) eo.grid_g_per_kwh = o->grid;
+    else if (o->grid != -1) return InvalidArgument("--grid-intensity must be >= 0 gCO2e/kWh");
+    if (o->pue != -1) {
+      if (!(o->pue >= 1) || !std::isfinite(o->pue)) return InvalidArgument("--pue must be a number >= 1");
+      eo.pue = o->pue;
+    }
+    FRUGAL_ASSIGN_OR_RETURN(eo.cost.dims, parse_dims(o->dims));
+    FRUGAL_ASSIGN_OR_RETURN(DeviceProfile profile, resolve_profile(eo));
+    FRUGAL_ASSIGN_OR_RETURN(Region region, resolve_region(eo));
+
+    auto cost_of = [&](const std::string& path) -> StatusOr<ModelCost> {
+      FRUGAL_ASSIGN_OR_RETURN(auto model, Model::load(path));
+      auto c = model_cost(model, eo.cost);
+      if (!c.ok()) return c.status().with_context(path);
+      return c;
+    };
+    FRUGAL_ASSIGN_OR_RETURN(ModelCost a, cost_of(o->model));
+    EnergyEstimate ea = estimate_energy(a, profile, region, eo.grid_g_per_kwh, eo.pue);
+    std::optional<ModelCost> b;
+    std::optional<EnergyEstimate> eb;
+    if (!o->compare.empty()) {
+      FRUGAL_ASSIGN_OR_RETURN(b, cost_of(o->compare));
+      eb = estimate_energy(*b, profile, region, eo.grid_g_per_kwh, eo.pue);
+    }
+    const ModelCost* pb = b ? &*b : nullptr;
+    const EnergyEstimate* peb = eb ? &*eb : nullptr;
+    Json report = energy_report_json(a, ea, pb, peb, profile, region, eo);
+    if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, report));
+    if (!o->html.empty())
+      FRUGAL_RETURN_IF_ERROR(write_file_atomic(o->html, energy_report_html(a, ea, pb, peb, profile, region)));
+    if (o->json) {
+      std::cout << report.dump(2) << "\n";
+    } else if (!g.quiet) {
+      std::cout << "Energy estimate on " << profile.description << " (" << profile.source_file << "); region "
+                << region.code << " " << ea.grid_g_per_kwh << " gCO2e/kWh (" << region.source
+                << (region.year ? ", " + std::to_string(region.year) : std::string()) << "), PUE " << ea.pue
+                << ". All figures are estimates.\n"
+                << "Roofline energy = time x TDP " << profile.tdp_w.value << " W (idle " << profile.idle_w.value
+                << " W); per-op energy = pJ/MAC by dtype + pJ/DRAM byte.\n\n"
+                << energy_report_text(a, ea, pb, peb);
+      if (a.macs_2_4 > 0)
+        std::cout << "2:4 sparse MACs: " << fmt_count(a.macs_2_4)
+                  << (profile.sparse_tensor_cores ? " (halved on this device's sparse tensor cores)"
+                                                  : " (no sparse tensor cores on this device: not exploited)")
+                  << "\n";
+      if (a.macs_zero_weights > 0)
+        std::cout << "Unstructured zero-weight MACs (upper bound on skippable work, not a speedup): "
+                  << fmt_count(a.macs_zero_weights) << "\n";
+    }
+    if (!o->html.empty()) info(g, "wrote " + o->html);
+    return OkStatus();
+  };
+  return c;
 }
 
 }  // namespace frugal::cli

@@ -1,0 +1,433 @@
+// Cost model: per-node MAC/FLOP/byte formulas against hand-derived counts, the model walk on small
+// graphs (executor shapes, QDQ int8 detection, 2:4 sparsity), and whole architectures against
+// published totals.
+#include <catch2/catch.hpp>
+
+#include <onnx/defs/parser.h>
+
+#include <filesystem>
+
+#include "frugal/embedded_data.h"
+#include "frugal/energy.h"
+
+using namespace frugal;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kLight = fs::path(FRUGAL_TESTDATA_DIR) / "onnx-onnx/onnx/backend/test/data/light";
+
+NodeDef make_node(const std::string& op, std::map<std::string, std::vector<int64_t>> ints = {},
+                  std::map<std::string, int64_t> scalars = {}) {
+  NodeDef n;
+  n.name = "n";
+  n.op_type = op;
+  n.opset = 13;
+  for (auto& kv : ints) {
+    Attribute a;
+    a.kind = Attribute::Kind::kInts;
+    a.ints = kv.second;
+    n.attrs[kv.first] = a;
+  }
+  for (auto& kv : scalars) {
+    Attribute a;
+    a.kind = Attribute::Kind::kInt;
+    a.i = kv.second;
+    n.attrs[kv.first] = a;
+  }
+  return n;
+}
+
+CostInput act(Shape s, DType t = DType::kFloat) {
+  CostInput c;
+  c.shape = std::move(s);
+  c.dtype = t;
+  return c;
+}
+
+CostInput weight(Shape s, DType stored = DType::kFloat) {
+  CostInput c = act(std::move(s));
+  c.is_weight = true;
+  c.stored_dtype = stored;
+  c.zeros = 0;
+  return c;
+}
+
+CostOutput out(Shape s, DType t = DType::kFloat) {
+  CostOutput o;
+  o.shape = std::move(s);
+  o.dtype = t;
+  return o;
+}
+
+// Parses an ONNX textual model and adds `inits` as initializers.
+std::shared_ptr<Model> parse_model(const std::string& text, const std::vector<std::pair<std::string, Tensor>>& inits) {
+  onnx::ModelProto mp;
+  auto st = onnx::OnnxParser::Parse(mp, text.c_str());
+  INFO(st.ErrorMessage());
+  REQUIRE(st.IsOK());
+  for (const auto& kv : inits) {
+    auto* t = mp.mutable_graph()->add_initializer();
+    tensor_to_proto(kv.second, t);
+    t->set_name(kv.first);
+  }
+  return Model::from_proto(mp);
+}
+
+const NodeCost* find_op(const ModelCost& m, const std::string& op) {
+  for (const auto& n : m.nodes)
+    if (n.op_type == op && !n.folded) return &n;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("Conv MACs with groups, strides, dilations and pads", "[energy]") {
+  // X [2, 8, 15, 17], W [12, 4, 3, 5], group 2, strides [2, 3], dilations [2, 1], pads [1, 2, 1, 2].
+  // H_out = floor((15 + 1 + 1 - (2*(3-1) + 1)) / 2) + 1 = 7;  W_out = floor((17 + 2 + 2 - 5) / 3) + 1 = 6.
+  // MACs = N * Cout * H_out * W_out * (Cin/group) * kh * kw = 2 * 12 * 7 * 6 * 4 * 3 * 5 = 60480.
+  auto n = make_node("Conv", {{"strides", {2, 3}}, {"dilations", {2, 1}}, {"pads", {1, 2, 1, 2}}}, {{"group", 2}});
+  auto c = node_cost(n, {act({2, 8, 15, 17}), weight({12, 4, 3, 5}), weight({12})}, {out({2, 12, 7, 6})});
+  REQUIRE(c.ok());
+  CHECK(c->macs == 60480);
+  CHECK(c->flops == 2 * 12 * 7 * 6);  // bias add
+  CHECK(c->params == 12 * 4 * 3 * 5 + 12);
+  CHECK(c->weight_bytes == (12 * 4 * 3 * 5 + 12) * 4);
+  CHECK(c->act_read_bytes == 2 * 8 * 15 * 17 * 4);
+  CHECK(c->act_write_bytes == 2 * 12 * 7 * 6 * 4);
+  CHECK(c->compute_dtype == "fp32");
+  CHECK(c->family == "conv");
+
+  // Depthwise: group = C = 32, W [32, 1, 3, 3], out [1, 32, 56, 56]: 32 * 56 * 56 * 9 = 903168.
+  auto d = node_cost(make_node("Conv", {}, {{"group", 32}}), {act({1, 32, 56, 56}), weight({32, 1, 3, 3})},
+                     {out({1, 32, 56, 56})});
+  REQUIRE(d.ok());
+  CHECK(d->macs == 903168);
+}
+
+TEST_CASE("Conv shapes from the executor give the hand-derived count", "[energy]") {
+  auto model = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2, 8, 15, 17] X) => (float[2, 12, 7, 6] Y) {
+      Y = Conv <group = 2, strides = [2, 3], dilations = [2, 1], pads = [1, 2, 1, 2]> (X, W)
+    })",
+                           {{"W", Tensor::zeros(DType::kFloat, {12, 4, 3, 5})}});
+  auto c = model_cost(model);
+  REQUIRE(c.ok());
+  CHECK(c->macs == 60480);
+  CHECK(c->params == 720);
+  REQUIRE(c->nodes.size() == 1);
+  CHECK(c->nodes[0].weight_zero_fraction == 1.0);  // all-zero weight
+}
+
+TEST_CASE("ConvTranspose MACs", "[energy]") {
+  // X [1, 6, 5, 7], W [6, 4, 3, 3], group 2 -> Cout 8. MACs = N * Cin * H_in * W_in * (Cout/group) * kh * kw
+  // = 1 * 6 * 5 * 7 * 4 * 3 * 3 = 7560 (each input pixel scatters into Cout/group * k outputs).
+  auto c = node_cost(make_node("ConvTranspose", {}, {{"group", 2}}), {act({1, 6, 5, 7}), weight({6, 4, 3, 3})},
+                     {out({1, 8, 7, 9})});
+  REQUIRE(c.ok());
+  CHECK(c->macs == 7560);
+}
+
+TEST_CASE("Gemm and MatMul MACs", "[energy]") {
+  // Gemm transA: A [K=64, M=10], B [64, 32] -> Y [10, 32]: 10 * 32 * 64 = 20480; bias adds 320.
+  auto g = node_cost(make_node("Gemm", {}, {{"transA", 1}}), {act({64, 10}), weight({64, 32}), weight({32})},
+                     {out({10, 32})});
+  REQUIRE(g.ok());
+  CHECK(g->macs == 20480);
+  CHECK(g->flops == 320);
+  // Gemm transB: A [4, 9], B [7, 9] -> [4, 7]: 4 * 7 * 9 = 252.
+  auto g2 = node_cost(make_node("Gemm", {}, {{"transB", 1}}), {act({4, 9}), weight({7, 9})}, {out({4, 7})});
+  REQUIRE(g2.ok());
+  CHECK(g2->macs == 252);
+  // MatMul [3, 5, 7] x [7, 11] -> [3, 5, 11]: 3 * 5 * 11 * 7 = 1155.
+  auto m = node_cost(make_node("MatMul"), {act({3, 5, 7}), weight({7, 11})}, {out({3, 5, 11})});
+  REQUIRE(m.ok());
+  CHECK(m->macs == 1155);
+  // Broadcast batches [4, 1, 6, 8] x [3, 8, 5] -> [4, 3, 6, 5]: 4 * 3 * 6 * 5 * 8 = 2880.
+  auto b = node_cost(make_node("MatMul"), {act({4, 1, 6, 8}), act({3, 8, 5})}, {out({4, 3, 6, 5})});
+  REQUIRE(b.ok());
+  CHECK(b->macs == 2880);
+  CHECK(b->params == 0);
+  // Vector x matrix [7] x [7, 3] -> [3]: 21.
+  auto v = node_cost(make_node("MatMul"), {act({7}), weight({7, 3})}, {out({3})});
+  REQUIRE(v.ok());
+  CHECK(v->macs == 21);
+}
+
+TEST_CASE("Attention-shaped batched MatMuls", "[energy]") {
+  // BERT-base-like self-attention, batch 2, 12 heads, sequence 128, head size 64.
+  // scores = Q [2,12,128,64] x K^T [2,12,64,128] -> [2,12,128,128]: 2*12*128*128*64 = 25165824 MACs.
+  auto qk = node_cost(make_node("MatMul"), {act({2, 12, 128, 64}), act({2, 12, 64, 128})}, {out({2, 12, 128, 128})});
+  REQUIRE(qk.ok());
+  CHECK(qk->macs == 25165824.0);
+  // context = P [2,12,128,128] x V [2,12,128,64] -> [2,12,128,64]: 2*12*128*64*128 = 25165824 MACs.
+  auto pv = node_cost(make_node("MatMul"), {act({2, 12, 128, 128}), act({2, 12, 128, 64})}, {out({2, 12, 128, 64})});
+  REQUIRE(pv.ok());
+  CHECK(pv->macs == 25165824.0);
+  // Projection [2, 128, 768] x W [768, 768]: 2 * 128 * 768 * 768 = 150994944.
+  auto proj = node_cost(make_node("MatMul"), {act({2, 128, 768}), weight({768, 768})}, {out({2, 128, 768})});
+  REQUIRE(proj.ok());
+  CHECK(proj->macs == 150994944.0);
+  CHECK(proj->params == 768 * 768);
+}
+
+TEST_CASE("Elementwise ops count FLOPs, not MACs; views cost nothing", "[energy]") {
+  auto r = node_cost(make_node("Relu"), {act({2, 3, 4})}, {out({2, 3, 4})});
+  REQUIRE(r.ok());
+  CHECK(r->macs == 0);
+  CHECK(r->flops == 24);
+  CHECK(r->act_read_bytes == 96);
+  CHECK(r->act_write_bytes == 96);
+  // Sum of 3 inputs: 2 adds per element.
+  auto s = node_cost(make_node("Sum"), {act({10}), act({10}), act({10})}, {out({10})});
+  REQUIRE(s.ok());
+  CHECK(s->flops == 20);
+  // MaxPool 3x3 over a [1, 4, 5, 5] output: 100 * 9 comparisons.
+  auto p = node_cost(make_node("MaxPool", {{"kernel_shape", {3, 3}}}), {act({1, 4, 11, 11})}, {out({1, 4, 5, 5})});
+  REQUIRE(p.ok());
+  CHECK(p->flops == 900);
+  auto v = node_cost(make_node("Reshape"), {act({2, 3, 4}), weight({2}, DType::kInt64)}, {out({6, 4})});
+  REQUIRE(v.ok());
+  CHECK(v->bytes() == 0);
+  CHECK(v->flops == 0);
+}
+
+TEST_CASE("QDQ int8: compute dtype int8, 1-byte weights and activations", "[energy]") {
+  CostInput x = act({1, 16, 8, 8});
+  x.quantized_from = DType::kUInt8;
+  CostInput w = weight({32, 16, 3, 3}, DType::kInt8);
+  auto c = node_cost(make_node("Conv"), {x, w}, {out({1, 32, 6, 6})});
+  REQUIRE(c.ok());
+  CHECK(c->compute_dtype == "int8");
+  CHECK(c->weight_bytes == 32 * 16 * 9);
+  CHECK(c->act_read_bytes == 16 * 64);
+  // Float activation with int8 weight (weight-only quantization) still computes in fp32.
+  auto c2 = node_cost(make_node("Conv"), {act({1, 16, 8, 8}), w}, {out({1, 32, 6, 6})});
+  REQUIRE(c2.ok());
+  CHECK(c2->compute_dtype == "fp32");
+  CHECK(c2->weight_bytes == 32 * 16 * 9);
+  // Integer ops are int8 by definition.
+  auto mi = node_cost(make_node("MatMulInteger"), {act({4, 8}, DType::kUInt8), weight({8, 2}, DType::kInt8)},
+                      {out({4, 2}, DType::kInt32)});
+  REQUIRE(mi.ok());
+  CHECK(mi->compute_dtype == "int8");
+  CHECK(mi->macs == 64);
+}
+
+TEST_CASE("QDQ model walk: Conv behind DequantizeLinear runs in int8", "[energy]") {
+  std::vector<int8_t> wq(8 * 4 * 3 * 3, 1);
+  auto model = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 4, 10, 10] X) => (float[1, 8, 8, 8] Y) {
+      xq = QuantizeLinear (X, xs, xz)
+      xd = DequantizeLinear (xq, xs, xz)
+      wd = DequantizeLinear (Wq, ws)
+      Y = Conv (xd, wd)
+    })",
+                           {{"Wq", Tensor::from_vector<int8_t>({8, 4, 3, 3}, wq)},
+                            {"xs", Tensor::scalar<float>(0.1f)},
+                            {"xz", Tensor::scalar<uint8_t>(128)},
+                            {"ws", Tensor::scalar<float>(0.05f)}});
+  auto c = model_cost(model);
+  if (!c.ok()) FAIL(c.status().to_string());
+  const NodeCost* conv = find_op(*c, "Conv");
+  REQUIRE(conv);
+  CHECK(conv->compute_dtype == "int8");
+  CHECK(conv->macs == 8 * 8 * 8 * 4 * 9);
+  CHECK(conv->weight_bytes == 8 * 4 * 9);   // int8 storage, not the dequantized float
+  CHECK(conv->act_read_bytes == 4 * 100);   // uint8 activation
+  CHECK(c->macs_by_dtype.at("int8") == conv->macs);
+  // The weight's DequantizeLinear is folded (constant); the activation Q/DQ pair is fused.
+  int folded = 0;
+  for (const auto& n : c->nodes) folded += n.folded;
+  CHECK(folded == 1);
+}
+
+TEST_CASE("2:4 sparsity along the reduction axis", "[energy]") {
+  // Conv weight [2, 8, 1, 1]: groups of 4 input channels; each group keeps 2.
+  std::vector<float> w = {1, 0, 2, 0, 0, 3, 0, 4,  /* out 0 */
+                          0, 0, 5, 6, 7, 0, 8, 0}; /* out 1 */
+  Tensor t = Tensor::from_vector<float>({2, 8, 1, 1}, w);
+  CHECK(is_2_4_sparse(t, 1));
+  w[1] = 9;  // group 0 of out 0 now has 1 zero
+  CHECK_FALSE(is_2_4_sparse(Tensor::from_vector<float>({2, 8, 1, 1}, w), 1));
+  // MatMul weight [K=8, N=2]: groups along K (axis 0), per column.
+  std::vector<float> b = {1, 0, 0, 1, 0, 2, 3, 0,  // rows 0..3
+                          0, 0, 0, 0, 4, 5, 6, 7}; // rows 4..7: column 0 = 0,0,4,6; column 1 = 0,0,5,7
+  Tensor tb = Tensor::from_vector<float>({8, 2}, b);
+  CHECK(is_2_4_sparse(tb, 0));
+  CHECK_FALSE(is_2_4_sparse(tb, 1));  // axis length 2 is not a multiple of 4
+  // Through the model walk: the Conv records the pattern and the zero fraction (8 of 16).
+  std::vector<float> w2 = {1, 0, 2, 0, 0, 3, 0, 4, 0, 0, 5, 6, 7, 0, 8, 0};
+  auto model = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 8, 3, 3] X) => (float[1, 2, 3, 3] Y) {
+      Y = Conv (X, W)
+    })",
+                           {{"W", Tensor::from_vector<float>({2, 8, 1, 1}, w2)}});
+  auto c = model_cost(model);
+  REQUIRE(c.ok());
+  REQUIRE(c->nodes.size() == 1);
+  CHECK(c->nodes[0].pattern_2_4);
+  CHECK(c->nodes[0].weight_zero_fraction == 0.5);
+  CHECK(c->macs_2_4 == 2 * 9 * 8);
+  CHECK(c->macs_zero_weights == 0.5 * 2 * 9 * 8);
+}
+
+TEST_CASE("Roofline and per-op energy on a hand-made profile", "[energy]") {
+  const std::string prof = R"({
+    "name": "toy", "kind": "gpu", "sparse_tensor_cores": true,
+    "peak_tops": {"fp32": {"value": 1, "source": "t"}, "fp16": {"value": 2, "source": "t"},
+                  "int8": {"value": 4, "source": "t"}, "int8_sparse": {"value": 8, "source": "t"}},
+    "vector_tflops": {"value": 0.5, "source": "t"},
+    "memory_bandwidth_gbs": {"value": 100, "source": "t"},
+    "tdp_w": {"value": 200, "source": "t"}, "idle_w": {"value": 50, "source": "t"},
+    "pj_per_mac": {"fp32": {"value": 4, "source": "t"}, "fp16": {"value": 1.5, "source": "t"},
+                   "int8": {"value": 0.25, "source": "t"}},
+    "pj_per_flop": {"value": 1, "source": "t"},
+    "pj_per_dram_byte": {"value": 10, "source": "t"},
+    "pue": {"value": 1.5, "source": "t"}})";
+  auto p = parse_device_profile(prof, "toy");
+  REQUIRE(p.ok());
+  ModelCost m;
+  NodeCost a;  // compute-bound fp32: 1e9 MACs, 1e6 bytes
+  a.compute_dtype = "fp32";
+  a.macs = 1e9;
+  a.act_read_bytes = 1e6;
+  NodeCost b;  // memory-bound elementwise: 1e6 FLOPs, 1e9 bytes
+  b.compute_dtype = "fp32";
+  b.flops = 1e6;
+  b.act_read_bytes = 5e8;
+  b.act_write_bytes = 5e8;
+  NodeCost s;  // 2:4 int8 on sparse tensor cores: 4e9 MACs at 8 TOPS sparse
+  s.compute_dtype = "int8";
+  s.macs = 4e9;
+  s.pattern_2_4 = true;
+  m.nodes = {a, b, s};
+  Region r{"x", "x", 400, "t", 2024};
+  auto e = estimate_energy(m, *p, r);
+  // a: compute 2e9 / 1e12 = 2 ms; memory 1e6 / 1e11 = 10 us -> 2 ms.
+  // b: compute 1e6 / 0.5e12 = 2 us; memory 1e9 / 1e11 = 10 ms -> 10 ms.
+  // s: compute 2 * 4e9 / 8e12 = 1 ms -> 1 ms.
+  CHECK(e.time_s == Approx(0.013));
+  CHECK(e.roofline_energy_j == Approx(0.013 * 200));
+  CHECK(e.roofline_dynamic_j == Approx(0.013 * 150));
+  // per-op: a 1e9*4 pJ + 1e6*10 pJ = 4.01 mJ; b 1e6*1 + 1e9*10 pJ = 10.001 mJ; s 2e9 * 0.25 pJ = 0.5 mJ.
+  CHECK(e.per_op_energy_j == Approx(4.01e-3 + 10.001e-3 + 0.5e-3));
+  // carbon = J / 3.6e6 * PUE 1.5 * 400 g
+  CHECK(e.carbon_g_per_op == Approx(e.per_op_energy_j / 3.6e6 * 1.5 * 400));
+  auto e2 = estimate_energy(m, *p, r, 100.0, 1.0);
+  CHECK(e2.carbon_g_per_op == Approx(e.per_op_energy_j / 3.6e6 * 100));
+}
+
+TEST_CASE("Device profiles: built-ins parse, user files are validated", "[energy]") {
+  auto names = builtin_profile_names();
+  for (const char* want : {"h100", "a100", "l4", "t4", "xeon", "laptop", "jetson-orin"}) {
+    INFO(want);
+    CHECK(std::find(names.begin(), names.end(), want) != names.end());
+    auto p = builtin_profile(want);
+    REQUIRE(p.ok());
+    CHECK(!p->tdp_w.source.empty());
+    CHECK(!p->pj_per_dram_byte.source.empty());
+    for (const auto& kv : p->peak_tops) CHECK(!kv.second.source.empty());
+  }
+  CHECK(builtin_profile("h100")->sparse_tensor_cores);
+  CHECK_FALSE(builtin_profile("t4")->sparse_tensor_cores);
+  auto missing = parse_device_profile(R"({"name": "x", "peak_tops": {"fp32": {"value": 1, "source": "s"}}})", "f.json");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == StatusCode::kInvalidData);
+  CHECK(missing.status().message().find("peak_tops.fp16") != std::string::npos);
+  Json j = Json::parse(embedded_files().at("h100.json"));
+  j["memory_bandwidth_gbs"]["value"] = -1;
+  auto bad = parse_device_profile(j.dump(), "mine.json");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("mine.json") != std::string::npos);
+  CHECK(bad.status().message().find("memory_bandwidth_gbs.value") != std::string::npos);
+  j = Json::parse(embedded_files().at("h100.json"));
+  j["tdp_w"].erase("source");
+  auto nosrc = parse_device_profile(j.dump(), "mine.json");
+  REQUIRE_FALSE(nosrc.ok());
+  CHECK(nosrc.status().message().find("tdp_w.source") != std::string::npos);
+  CHECK(parse_device_profile("{", "x.json").status().message().find("not valid JSON") != std::string::npos);
+}
+
+TEST_CASE("Region table: every value has a source and a year", "[energy]") {
+  auto regions = builtin_regions();
+  REQUIRE(regions.size() >= 9);
+  for (const char* code : {"world", "eu", "us", "fr", "de", "pl", "se", "in", "cn"}) {
+    INFO(code);
+    auto r = find_region(code);
+    REQUIRE(r.ok());
+    CHECK(r->grid_g_per_kwh > 0);
+    CHECK(r->year >= 2020);
+    CHECK(!r->source.empty());
+  }
+  CHECK(find_region("fr")->grid_g_per_kwh < find_region("pl")->grid_g_per_kwh);
+  CHECK(find_region("atlantis").status().code() == StatusCode::kInvalidArgument);
+}
+
+// ---- published totals for the light/ architectures (weights are constants; only shapes matter) ----
+//
+// MAC counts in these sources count Conv and fully connected layers (multiply-adds); so does
+// ModelCost::macs. Light models need the executor's kernels for shapes: a missing kernel fails here
+// with the op named.
+namespace {
+
+ModelCost light_cost(const std::string& file) {
+  auto model = Model::load(kLight / file);
+  if (!model.ok()) FAIL(model.status().to_string());
+  auto c = model_cost(model.value());
+  if (!c.ok()) FAIL(file + ": " + c.status().to_string());
+  return std::move(c).value();
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-50 at 224x224: 4.09 GMACs, 25.6 M parameters", "[energy][light]") {
+  // torchvision model table (pytorch.org/vision/stable/models.html), resnet50 IMAGENET1K_V1:
+  // 4.09 "GFLOPS" (counted as multiply-adds) and 25,557,032 params. (He et al., CVPR 2016, Table 1,
+  // gives 3.8e9 for the original variant with the stride in the first 1x1 conv.)
+  // Our params also count BatchNorm running mean/var (+53,120), which torchvision keeps as buffers.
+  auto c = light_cost("light_resnet50.onnx");
+  CHECK(c.macs == Approx(4.09e9).epsilon(0.02));
+  CHECK(static_cast<double>(c.params) == Approx(25557032 + 53120).epsilon(0.001));
+}
+
+TEST_CASE("VGG-19: 19.6 GMACs, 143.67 M parameters", "[energy][light]") {
+  // He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, Fig. 3 caption:
+  // "VGG-19 model (19.6 billion FLOPs)" (multiply-adds). torchvision vgg19: 143,667,240 params.
+  auto c = light_cost("light_vgg19.onnx");
+  CHECK(c.macs == Approx(19.6e9).epsilon(0.01));
+  CHECK(c.params == 143667240);
+}
+
+TEST_CASE("AlexNet (BVLC, grouped convs): 724 M MACs", "[energy][light]") {
+  // Sze, Chen, Yang, Emer, "Efficient Processing of Deep Neural Networks: A Tutorial and Survey",
+  // Proc. IEEE 2017, Table 4 (AlexNet): 724 M MACs in total (666 M conv + 58.6 M FC), 61 M weights.
+  auto c = light_cost("light_bvlc_alexnet.onnx");
+  CHECK(c.macs == Approx(724e6).epsilon(0.02));
+  CHECK(static_cast<double>(c.params) == Approx(61e6).epsilon(0.02));
+}
+
+TEST_CASE("SqueezeNet v1.1: 0.35 GMACs, 1,235,496 parameters", "[energy][light]") {
+  // The light model is v1.1 (conv1: 64 filters, 3x3, stride 2; v1.0 has 96 7x7 filters).
+  // torchvision squeezenet1_1: 0.35 GFLOPS (multiply-adds), 1,235,496 params.
+  auto c = light_cost("light_squeezenet.onnx");
+  CHECK(c.macs == Approx(0.35e9).epsilon(0.02));
+  CHECK(c.params == 1235496);
+}
+
+TEST_CASE("GoogLeNet (Inception v1): 1.43 GMACs", "[energy][light]") {
+  // Sze et al., Proc. IEEE 2017, Table 4 (GoogLeNet v1): 1.43 G MACs, 7.0 M weights. (Szegedy et al.,
+  // CVPR 2015, state a budget of about 1.5 billion multiply-adds.)
+  auto c = light_cost("light_inception_v1.onnx");
+  CHECK(c.macs == Approx(1.43e9).epsilon(0.05));
+  CHECK(static_cast<double>(c.params) == Approx(7.0e6).epsilon(0.05));
+}
+
+TEST_CASE("DenseNet-121: 2.83 GMACs", "[energy][light]") {
+  // torchvision densenet121 IMAGENET1K_V1: 2.83 GFLOPS (multiply-adds).
+  auto c = light_cost("light_densenet121.onnx");
+  CHECK(c.macs == Approx(2.83e9).epsilon(0.02));
+}
