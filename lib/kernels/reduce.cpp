@@ -92,10 +92,16 @@ void reduce_block(const T* x, int64_t outer, int64_t R, int64_t inner, Acc init,
   if (inner == 1) {
     parallel_for(outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(R, 1)), [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o) {
+        // Eight independent accumulators break the add dependency chain and let the compiler
+        // vectorise; partial results combine with the same operation.
         const T* p = x + o * R;
-        Acc a = init;
-        for (int64_t r = 0; r < R; ++r) a = comb(a, map(p[r], o));
-        out[o] = a;
+        Acc a[8] = {init, init, init, init, init, init, init, init};
+        int64_t r = 0;
+        for (; r + 8 <= R; r += 8)
+          for (int k = 0; k < 8; ++k) a[k] = comb(a[k], map(p[r + k], o));
+        for (; r < R; ++r) a[0] = comb(a[0], map(p[r], o));
+        for (int k = 1; k < 8; ++k) a[0] = comb(a[0], a[k]);
+        out[o] = a[0];
       }
     });
     return;
