@@ -19,7 +19,7 @@ NodeDef cv_node(const std::string& op, int opset, size_t n_in) {
   n.name = "cv";
   n.op_type = op;
   n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back("x" + std::to_string(i));
+  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, static_cast<char>('a' + i)));
   n.outputs.push_back("y");
   return n;
 }

@@ -20,7 +20,7 @@ NodeDef pl_node(const std::string& op, int opset, size_t n_out = 1) {
   n.op_type = op;
   n.opset = opset;
   n.inputs.push_back("x");
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back("y" + std::to_string(i));
+  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back(std::string(1, static_cast<char>('p' + i)));
   return n;
 }
 void pl_ints(NodeDef& n, const std::string& k, std::vector<int64_t> v) {
