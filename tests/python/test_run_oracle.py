@@ -99,8 +99,22 @@ def test_digits_npy_format(frugal_bin, tmp_path):
     _check_against_ort(model, samples, out, fmt="npy")
 
 
-def test_digits_dir_of_npz(frugal_bin, tmp_path):
-    """--data DIR of .npz files: samples are taken file by file in name order, each a stack."""
+def test_digits_dir_of_npz_one_sample_each(frugal_bin, tmp_path):
+    """--data DIR of .npz files, one sample per file (arrays of the model input's own rank), name order."""
+    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_mlp_heldout.npz")[:4]
+    d = tmp_path / "npz_dir"
+    d.mkdir()
+    for f, smp in enumerate(samples):
+        np.savez(d / f"sample_{f:03d}.npz", **smp)
+    model = tl.MODELS_DIR / "digits_mlp.onnx"
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model, "--data", d, "-o", out], expect_rc=0)
+    _check_against_ort(model, samples, out)
+
+
+def test_digits_dir_of_stacked_npz(frugal_bin, tmp_path):
+    """--data DIR of .npz files that are stacks (rank = model rank + 1, the stacking rule applies to
+    every .npz): samples are taken file by file in name order, then along axis 0."""
     samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_mlp_heldout.npz")[:6]
     d = tmp_path / "npz_dir"
     for f in range(3):
