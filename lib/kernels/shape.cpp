@@ -506,29 +506,18 @@ Status pad(const NodeDef& node, KernelContext& ctx) {
   const int64_t inner = out_shape[last];
   Ints lastmap(static_cast<size_t>(inner));
   for (int64_t j = 0; j < inner; ++j) lastmap[static_cast<size_t>(j)] = src_coord(last, j);
-  const auto* src = static_cast<const uint8_t*>(x.raw());
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
   const int64_t rows = total / inner;
-  parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      int64_t rem = row, off = 0;
-      bool constant = false;
-      for (int64_t d = r - 2; d >= 0; --d) {
-        const size_t du = static_cast<size_t>(d);
-        const int64_t o = rem % out_shape[du];
-        rem /= out_shape[du];
-        const int64_t c = src_coord(du, o);
-        if (c < 0) constant = true;
-        else off += c * xs[du];
-      }
-      uint8_t* out_row = dst + static_cast<size_t>(row * inner) * es;
-      for (int64_t j = 0; j < inner; ++j) {
-        const int64_t c = lastmap[static_cast<size_t>(j)];
-        if (constant || c < 0) std::memcpy(out_row + static_cast<size_t>(j) * es, &fill, es);
-        else std::memcpy(out_row + static_cast<size_t>(j) * es, src + static_cast<size_t>(off + c) * es, es);
-      }
+  gather_rows_mapped(x.raw(), out.raw_mut(), es, rows, lastmap, [&](int64_t row) -> int64_t {
+    int64_t rem = row, off = 0;
+    for (int64_t d = r - 2; d >= 0; --d) {
+      const size_t du = static_cast<size_t>(d);
+      const int64_t c = src_coord(du, rem % out_shape[du]);
+      rem /= out_shape[du];
+      if (c < 0) return -1;
+      off += c * xs[du];
     }
-  });
+    return off;
+  }, fill);
   ctx.set_output(0, out);
   return OkStatus();
 }

@@ -200,29 +200,17 @@ Status run_nearest(const NodeDef& node, const Tensor& x, const Params& p, const 
   const auto xs = strides_of(x.shape());
   const int64_t inner = plan[r - 1].out;
   const int64_t rows = out.numel() / inner;
-  const auto* src = static_cast<const uint8_t*>(x.raw());
-  auto* dst = static_cast<uint8_t*>(out.raw_mut());
-  const Ints& lastmap = maps[r - 1];
-  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t row = b; row < e; ++row) {
-      int64_t rem = row, off = 0;
-      bool ext = false;
-      for (int64_t d = static_cast<int64_t>(r) - 2; d >= 0; --d) {
-        const size_t du = static_cast<size_t>(d);
-        const int64_t o = rem % plan[du].out;
-        rem /= plan[du].out;
-        const int64_t i = maps[du][static_cast<size_t>(o)];
-        if (i < 0) ext = true;
-        else off += i * xs[du];
-      }
-      uint8_t* orow = dst + static_cast<size_t>(row * inner) * es;
-      for (int64_t j = 0; j < inner; ++j) {
-        const int64_t i = lastmap[static_cast<size_t>(j)];
-        if (ext || i < 0) std::memcpy(orow + static_cast<size_t>(j) * es, &fill, es);
-        else std::memcpy(orow + static_cast<size_t>(j) * es, src + static_cast<size_t>(off + i) * es, es);
-      }
+  gather_rows_mapped(x.raw(), out.raw_mut(), es, rows, maps[r - 1], [&](int64_t row) -> int64_t {
+    int64_t rem = row, off = 0;
+    for (int64_t d = static_cast<int64_t>(r) - 2; d >= 0; --d) {
+      const size_t du = static_cast<size_t>(d);
+      const int64_t i = maps[du][static_cast<size_t>(rem % plan[du].out)];
+      rem /= plan[du].out;
+      if (i < 0) return -1;
+      off += i * xs[du];
     }
-  });
+    return off;
+  }, fill);
   return OkStatus();
 }
 

@@ -131,7 +131,43 @@ void strided_copy_t(const T* src, int64_t offset, T* dst, const Shape& out_shape
   copy_rows(src, offset, dst, shape, st);
 }
 
+template <typename T>
+void gather_rows_t(const T* src, T* dst, int64_t rows, const std::vector<int64_t>& lastmap,
+                   const std::function<int64_t(int64_t)>& row_base, T fill) {
+  const int64_t inner = static_cast<int64_t>(lastmap.size());
+  const int64_t* map = lastmap.data();
+  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t row = b; row < e; ++row) {
+      T* out = dst + row * inner;
+      const int64_t base = row_base(row);
+      if (base < 0) {
+        std::fill(out, out + inner, fill);
+        continue;
+      }
+      const T* in = src + base;
+      for (int64_t j = 0; j < inner; ++j) out[j] = map[j] < 0 ? fill : in[map[j]];
+    }
+  });
+}
+
 }  // namespace
+
+void gather_rows_mapped(const void* src, void* dst, size_t elem_size, int64_t rows, const std::vector<int64_t>& lastmap,
+                        const std::function<int64_t(int64_t)>& row_base, uint64_t fill) {
+  auto go = [&](auto tag) {
+    using T = decltype(tag);
+    T f;
+    std::memcpy(&f, &fill, sizeof(T));
+    gather_rows_t(static_cast<const T*>(src), static_cast<T*>(dst), rows, lastmap, row_base, f);
+  };
+  switch (elem_size) {
+    case 1: go(uint8_t{}); break;
+    case 2: go(uint16_t{}); break;
+    case 4: go(uint32_t{}); break;
+    case 8: go(uint64_t{}); break;
+    default: break;
+  }
+}
 
 void strided_copy(const void* src, int64_t offset, void* dst, size_t elem_size, const Shape& out_shape,
                   const std::vector<int64_t>& in_strides) {

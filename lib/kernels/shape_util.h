@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <vector>
 
@@ -22,6 +23,12 @@ void strided_copy(const void* src, int64_t offset, void* dst, size_t elem_size, 
 // Convenience: a new tensor of `out_shape` gathered from `in` as above.
 Tensor strided_gather(const Tensor& in, int64_t offset, const Shape& out_shape,
                       const std::vector<int64_t>& in_strides);
+
+// Row gather used by Pad and nearest Resize: output row `row` (of `rows`, each `lastmap.size()`
+// elements) is filled from source offset base = row_base(row) as dst[j] = src[base + lastmap[j]];
+// a negative base or lastmap entry writes the raw `fill` bits instead. Threaded over rows.
+void gather_rows_mapped(const void* src, void* dst, size_t elem_size, int64_t rows, const std::vector<int64_t>& lastmap,
+                        const std::function<int64_t(int64_t)>& row_base, uint64_t fill);
 
 // Writes `v` converted to `dt` into dst (one element). Returns false for types it cannot write.
 bool store_scalar(DType dt, double v, void* dst);
