@@ -242,6 +242,8 @@ void RecurrentKernel::run_direction(const Dims& dm, int d, bool reverse, const f
     }
   }
   for (int64_t bi = 0; bi < B; ++bi) {
+    // A row with sequence length 0 reports zero final states (onnxruntime does; the spec is silent).
+    if (lens[bi] == 0) continue;
     std::copy(&hs(bi, 0), &hs(bi, 0) + H, yh + s_off(bi));
     std::copy(&cs(bi, 0), &cs(bi, 0) + H, yc + s_off(bi));
   }

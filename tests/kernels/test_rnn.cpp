@@ -177,6 +177,8 @@ RefOut reference(const Problem& pb) {
         if (pb.op == Op::kLstm) c = cn;
         for (int64_t j = 0; j < H; ++j) o.y[static_cast<size_t>(((t * D + d) * B + bi) * H + j)] = h[static_cast<size_t>(j)];
       }
+      // Rows of length 0 report zero final states, as onnxruntime does.
+      if (len == 0) continue;
       for (int64_t j = 0; j < H; ++j) {
         o.yh[static_cast<size_t>((d * B + bi) * H + j)] = h[static_cast<size_t>(j)];
         o.yc[static_cast<size_t>((d * B + bi) * H + j)] = c[static_cast<size_t>(j)];
