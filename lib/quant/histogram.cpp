@@ -55,7 +55,7 @@ std::pair<double, double> percentile_range(const Histogram& h, double percentile
   const auto& c = h.counts();
   const int nb = h.bins();
   // Lower end: the first bin at which the cumulative count passes (1-p) of the total.
-  const double lo_target = (1.0 - p) * static_cast<double>(total);
+  const double lo_target = (100.0 - std::clamp(percentile, 0.0, 100.0)) / 100.0 * static_cast<double>(total);
   uint64_t cum = 0;
   int lo_bin = 0;
   for (int i = 0; i < nb; ++i) {
