@@ -130,8 +130,8 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
        "color:#1d2733;background:#fbfcfd}"
     << "h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #dde3ea;"
        "padding-bottom:4px}"
-    << ".sub{color:#5b6b7c;font-size:13px}.cards{display:flex;flex-wrap:wrap;gap:12px;margin-top:14px}"
-    << ".card{background:#fff;border:1px solid #dde3ea;border-radius:8px;padding:10px 14px;min-width:150px}"
+    << ".sub{color:#5b6b7c;font-size:13px}.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(170px,1fr));gap:10px;margin-top:14px}"
+    << ".card{background:#fff;border:1px solid #dde3ea;border-radius:8px;padding:10px 14px;min-width:0}"
     << ".ct{font-size:12px;color:#5b6b7c}.cv{font-size:20px;font-weight:600;margin-top:2px}.cs{font-size:11px;"
        "color:#7a8896}"
     << "table{border-collapse:collapse;font-size:13px;background:#fff}td,th{border:1px solid #dde3ea;"
@@ -154,8 +154,12 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
     h << card("time (roofline)", fmt_seconds(e.time_s), "estimate");
     h << card("energy / inference", energy_str(e.per_op_energy_j), "per-op model; roofline x TDP " +
                                                                         energy_str(e.roofline_energy_j));
-    h << card("energy / 1M inferences", num(e.per_op_energy_j * 1e6 / 3.6e6, 3) + " kWh", "per-op model, estimate");
-    h << card("carbon / 1M inferences", num(e.carbon_g_per_op * 1e3, 3) + " kg", "CO2e, per-op model, estimate");
+    const double kwh = e.per_op_energy_j * 1e6 / 3.6e6;
+    h << card("energy / 1M inferences", kwh >= 1 ? num(kwh, 2) + " kWh" : num(kwh * 1e3, 1) + " Wh",
+              "per-op model, estimate");
+    const double kg = e.carbon_g_per_op * 1e3;  // g per inference x 1e6 inferences / 1e3 g per kg
+    h << card("carbon / 1M inferences", kg >= 1 ? num(kg, 2) + " kg" : num(kg * 1e3, 1) + " g",
+              "CO2e, per-op model, estimate");
     h << "</div>\n";
   };
   cards_for(model, est, cmp ? "original" : "model");
