@@ -47,6 +47,7 @@ def _check_against_ort(model_path, samples, out_dir, fmt="pb"):
             worst = max(worst, max_abs / tol if tol else 0.0)
             assert max_abs <= tol, (f"{Path(model_path).name} sample {i} output {name}: max abs error {max_abs:.3e} > "
                                     f"{tol:.3e} (cosine {cos:.6f}, top-1 agreement {top1:.3f})")
+    print(f"{Path(model_path).name}: {len(samples)} samples, worst max-abs-error / tolerance = {worst:.4f}")
     if fmt == "pb":
         # Output TensorProtos carry the graph output names.
         first = Path(out_dir) / "test_data_set_0"
