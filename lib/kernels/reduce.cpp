@@ -130,11 +130,21 @@ void reduce_typed(RKind kind, const Layout& L, Tensor& out) {
   const int64_t n_out = L.outer * L.inner;
   std::vector<Acc> acc(static_cast<size_t>(n_out));
   std::vector<double> lse;
-  const auto sum = [](Acc a, Acc b) { return a + b; };
+  // Integer sums and products wrap (two's complement, as the narrow type would) instead of
+  // overflowing the signed accumulator, which would be undefined behaviour.
+  const auto sum = [](Acc a, Acc b) {
+    if constexpr (std::is_integral_v<Acc>) return static_cast<Acc>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+    else return a + b;
+  };
+  const auto mul = [](Acc a, Acc b) {
+    if constexpr (std::is_integral_v<Acc>) return static_cast<Acc>(static_cast<uint64_t>(a) * static_cast<uint64_t>(b));
+    else return a * b;
+  };
   const auto ident = [](T v, int64_t) { return static_cast<Acc>(v); };
   constexpr bool kFloat = std::is_floating_point_v<T>;
-  const Acc lowest = kFloat ? -std::numeric_limits<Acc>::infinity() : std::numeric_limits<Acc>::lowest();
-  const Acc highest = kFloat ? std::numeric_limits<Acc>::infinity() : std::numeric_limits<Acc>::max();
+  // Identities of max/min: +-inf for floats, the limits of T (not of the wider Acc) for integers.
+  const Acc lowest = kFloat ? -std::numeric_limits<Acc>::infinity() : static_cast<Acc>(std::numeric_limits<T>::lowest());
+  const Acc highest = kFloat ? std::numeric_limits<Acc>::infinity() : static_cast<Acc>(std::numeric_limits<T>::max());
   switch (kind) {
     case RKind::kSum:
     case RKind::kMean:
@@ -150,8 +160,7 @@ void reduce_typed(RKind kind, const Layout& L, Tensor& out) {
                            [](Acc a, Acc b) { return b < a || b != b ? b : a; }, acc.data());
       break;
     case RKind::kProd:
-      reduce_block<T, Acc>(x, L.outer, L.r, L.inner, Acc(1), ident, [](Acc a, Acc b) { return a * b; },
-                           acc.data());
+      reduce_block<T, Acc>(x, L.outer, L.r, L.inner, Acc(1), ident, mul, acc.data());
       break;
     case RKind::kL1:
       reduce_block<T, Acc>(
@@ -167,9 +176,9 @@ void reduce_typed(RKind kind, const Layout& L, Tensor& out) {
     case RKind::kSumSquare:
       reduce_block<T, Acc>(
           x, L.outer, L.r, L.inner, Acc(0),
-          [](T v, int64_t) {
+          [mul](T v, int64_t) {
             const Acc a = static_cast<Acc>(v);
-            return a * a;
+            return mul(a, a);
           },
           sum, acc.data());
       break;
