@@ -139,11 +139,39 @@ Tensor Tensor::to_float() const {
   return from_bytes(DType::kFloat, shape_, v.data());
 }
 
+namespace {
+
+// Types whose values the double conversion cannot represent (packed sub-byte integers, float8,
+// float4): compared element by element on their bit patterns, which must match exactly.
+bool compared_bitwise(DType t) {
+  return dtype_bits(t) < 8 || t == DType::kFloat8E4M3FN || t == DType::kFloat8E4M3FNUZ || t == DType::kFloat8E5M2 ||
+         t == DType::kFloat8E5M2FNUZ || t == DType::kFloat8E8M0;
+}
+
+uint32_t element_bits(const Tensor& t, int64_t i) {
+  const int bits = dtype_bits(t.dtype());
+  const auto* p = static_cast<const uint8_t*>(t.raw());
+  if (bits >= 8) return p[i];
+  const int64_t bit = i * bits;
+  return (p[bit / 8] >> (bit % 8)) & ((1u << bits) - 1u);
+}
+
+}  // namespace
+
 CompareResult compare_tensors(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
   CompareResult r;
   r.shape_ok = actual.shape() == expected.shape();
   r.dtype_ok = actual.dtype() == expected.dtype();
   if (!r.shape_ok) return r;
+  if (compared_bitwise(expected.dtype()) || compared_bitwise(actual.dtype())) {
+    if (!r.dtype_ok) return r;
+    for (int64_t i = 0; i < expected.numel(); ++i)
+      if (element_bits(actual, i) != element_bits(expected, i)) {
+        if (r.first_bad < 0) r.first_bad = i;
+        ++r.mismatches;
+      }
+    return r;
+  }
   const auto a = actual.to_double_vector(), e = expected.to_double_vector();
   for (size_t i = 0; i < a.size(); ++i) {
     const double x = a[i], y = e[i];

@@ -168,3 +168,18 @@ TEST_CASE("TensorProto whose dims need more data than present is rejected", "[te
   neg.set_data_type(onnx::TensorProto::FLOAT);
   CHECK(tensor_from_proto(neg).status().code() == StatusCode::kInvalidModel);
 }
+
+TEST_CASE("packed and float8 tensors compare on exact bit patterns", "[tensor]") {
+  // int4 values {1, -1, 7} packed low nibble first: 0xF1, 0x07.
+  const uint8_t a[2] = {0xF1, 0x07}, b[2] = {0xF1, 0x06}, c[2] = {0xF1, 0x17};
+  auto ta = Tensor::from_bytes(DType::kInt4, {3}, a);
+  CHECK(compare_tensors(ta, Tensor::from_bytes(DType::kInt4, {3}, a), 0, 0).ok());
+  auto r = compare_tensors(ta, Tensor::from_bytes(DType::kInt4, {3}, b), 1, 1);  // tolerances do not apply
+  CHECK(r.mismatches == 1);
+  CHECK(r.first_bad == 2);
+  // The unused high nibble of the last byte is padding, not an element.
+  CHECK(compare_tensors(ta, Tensor::from_bytes(DType::kInt4, {3}, c), 0, 0).ok());
+  const uint8_t f[2] = {0x38, 0x40}, g[2] = {0x38, 0x41};  // e4m3fn 1.0, 2.0 vs 2.25
+  CHECK(compare_tensors(Tensor::from_bytes(DType::kFloat8E4M3FN, {2}, f), Tensor::from_bytes(DType::kFloat8E4M3FN, {2}, g),
+                        0.5, 1.0).mismatches == 1);
+}
