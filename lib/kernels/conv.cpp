@@ -41,44 +41,69 @@ void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane) {
   });
 }
 
+// One output plane of a convolution with a single input channel: taps are applied row by row so the
+// inner loop runs along the output row (vectorised for stride 1).
+template <typename T>
+inline void channelwise_plane(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
+                              T* __restrict yp) {
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t sw = g.s[2];
+  std::fill(yp, yp + OD * OH * OW, bias);
+  int64_t woff[64], lo[64], hi[64];
+  const int64_t KW = std::min<int64_t>(g.k[2], 64);
+  for (int64_t kw = 0; kw < KW; ++kw) {
+    woff[kw] = kw * g.d[2] - g.pb[2];
+    valid_range(woff[kw], sw, IW, OW, lo[kw], hi[kw]);
+  }
+  for (int64_t od = 0; od < OD; ++od)
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      T* yr = yp + (od * OH + oh) * OW;
+      for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+        const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+        if (id < 0 || id >= ID) continue;
+        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+          const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+          if (ih < 0 || ih >= IH) continue;
+          const T* xr = xp + (id * IH + ih) * IW;
+          const T* wr = wm + (kd * g.k[1] + kh) * g.k[2];
+          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+            const T wv = wr[kw];
+            int64_t off = 0, l = 0, h = 0;
+            if (kw < KW) {
+              off = woff[kw], l = lo[kw], h = hi[kw];
+            } else {
+              off = kw * g.d[2] - g.pb[2];
+              valid_range(off, sw, IW, OW, l, h);
+            }
+            if (sw == 1) {
+              for (int64_t ow = l; ow < h; ++ow) yr[ow] += wv * xr[ow + off];
+            } else {
+              for (int64_t ow = l; ow < h; ++ow) yr[ow] += wv * xr[ow * sw + off];
+            }
+          }
+        }
+      }
+    }
+}
+
+FRUGAL_CLONES void channelwise_plane_f32(const Geom& g, const float* xp, const float* wm, float bias, float* yp) {
+  channelwise_plane<float>(g, xp, wm, bias, yp);
+}
+
 // Convolution with one input channel per group: output plane (n, m) reads input plane (n, m / Mg).
 template <typename T>
 void conv_channelwise(const Geom& g, int64_t N, int64_t C, int64_t M, const T* x, const T* w, const T* bias,
                       T* y) {
   const int64_t Mg = M / C, kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   parallel_for(N * M, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t n = p / M, m = p % M;
       const T* xp = x + (n * C + m / Mg) * isz;
-      const T* wm = w + m * kvol;
-      T* yp = y + p * osz;
-      std::fill(yp, yp + osz, bias ? bias[m] : T(0));
-      for (int64_t od = 0; od < OD; ++od)
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          T* yr = yp + (od * OH + oh) * OW;
-          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-            const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-            if (id < 0 || id >= ID) continue;
-            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-              const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-              if (ih < 0 || ih >= IH) continue;
-              const T* xr = xp + (id * IH + ih) * IW;
-              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                const T wv = wm[(kd * g.k[1] + kh) * g.k[2] + kw];
-                const int64_t woff = kw * g.d[2] - g.pb[2];
-                const int64_t lo = std::clamp<int64_t>(ceil_div(-woff, g.s[2]), 0, OW);
-                const int64_t hi = std::clamp<int64_t>(floor_div(IW - 1 - woff, g.s[2]) + 1, lo, OW);
-                if (g.s[2] == 1) {
-                  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow + woff];
-                } else {
-                  const int64_t sw = g.s[2];
-                  for (int64_t ow = lo; ow < hi; ++ow) yr[ow] += wv * xr[ow * sw + woff];
-                }
-              }
-            }
-          }
-        }
+      const T b = bias ? bias[m] : T(0);
+      if constexpr (std::is_same_v<T, float>)
+        channelwise_plane_f32(g, xp, w + m * kvol, b, y + p * osz);
+      else
+        channelwise_plane<T>(g, xp, w + m * kvol, b, y + p * osz);
     }
   });
 }

@@ -12,6 +12,14 @@
 #include "frugal/kernel.h"
 #include "frugal/parallel.h"
 
+// The library is built for baseline x86-64; hot per-plane loops are cloned for AVX2 and AVX-512 and
+// the loader picks the widest the CPU has (GCC function multiversioning via ifunc).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define FRUGAL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define FRUGAL_CLONES
+#endif
+
 namespace frugal::kernels {
 
 // floor(a / b) and ceil(a / b) for b > 0 and any sign of a.
@@ -113,6 +121,12 @@ inline StatusOr<Geom> forward_geometry(const NodeDef& node, const WindowAttrs& a
     }
   }
   return g;
+}
+
+// The output columns [lo, hi) whose input coordinate o * stride + off lies in [0, in).
+inline void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = std::clamp<int64_t>(ceil_div(-off, stride), 0, out);
+  hi = std::clamp<int64_t>(floor_div(in - 1 - off, stride) + 1, lo, out);
 }
 
 // Columns of `c_count` channel planes of x (each g.in_size() long) for a GEMM with the weights:

@@ -77,6 +77,72 @@ void for_each_output(const PoolShapes& s, F&& f) {
                });
 }
 
+// One output plane of max (kMax) or sum pooling, applied tap by tap along output rows so the inner
+// loop vectorises; used whenever no Indices output is requested.
+template <typename T, bool kMax>
+inline void pool_plane(const Geom& g, const T* __restrict xp, T* __restrict yp) {
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+  const int64_t sw = g.s[2];
+  const T init = kMax ? std::numeric_limits<T>::lowest() : T(0);
+  for (int64_t od = 0; od < OD; ++od)
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      T* yr = yp + (od * OH + oh) * OW;
+      std::fill(yr, yr + OW, init);
+      for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+        const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+        if (id < 0 || id >= ID) continue;
+        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+          const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+          if (ih < 0 || ih >= IH) continue;
+          const T* xr = xp + (id * IH + ih) * IW;
+          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+            const int64_t off = kw * g.d[2] - g.pb[2];
+            int64_t lo = 0, hi = 0;
+            valid_range(off, sw, IW, OW, lo, hi);
+            if (sw == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) {
+                const T v = xr[ow + off];
+                if constexpr (kMax)
+                  yr[ow] = v > yr[ow] ? v : yr[ow];
+                else
+                  yr[ow] += v;
+              }
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) {
+                const T v = xr[ow * sw + off];
+                if constexpr (kMax)
+                  yr[ow] = v > yr[ow] ? v : yr[ow];
+                else
+                  yr[ow] += v;
+              }
+            }
+          }
+        }
+      }
+    }
+}
+
+FRUGAL_CLONES void max_plane_f32(const Geom& g, const float* xp, float* yp) { pool_plane<float, true>(g, xp, yp); }
+FRUGAL_CLONES void sum_plane_f32(const Geom& g, const float* xp, float* yp) { pool_plane<float, false>(g, xp, yp); }
+
+template <typename T, bool kMax>
+void pool_planes(const PoolShapes& s, const T* x, T* y) {
+  const int64_t isz = s.g.in_size(), osz = s.g.out_size();
+  parallel_for(s.planes, std::max<int64_t>(1, 4096 / std::max<int64_t>(osz * s.g.kvol(), 1)),
+               [&](int64_t p0, int64_t p1) {
+                 for (int64_t p = p0; p < p1; ++p) {
+                   if constexpr (std::is_same_v<T, float>) {
+                     if constexpr (kMax)
+                       max_plane_f32(s.g, x + p * isz, y + p * osz);
+                     else
+                       sum_plane_f32(s.g, x + p * isz, y + p * osz);
+                   } else {
+                     pool_plane<T, kMax>(s.g, x + p * isz, y + p * osz);
+                   }
+                 }
+               });
+}
+
 // --- MaxPool ---------------------------------------------------------------------------------------
 
 template <typename T>
@@ -92,6 +158,11 @@ Status max_pool_typed(const NodeDef& node, const WindowAttrs& a, bool col_major,
   T* y = Y.mut<T>();
   int64_t* ind = want_idx ? I.mut<int64_t>() : nullptr;
   const int64_t isz = g.in_size(), osz = g.out_size();
+  if (!ind) {
+    pool_planes<T, true>(s, x, y);
+    ctx.set_output(0, Y);
+    return OkStatus();
+  }
   for_each_output(s, [&](int64_t p, int64_t o, int64_t od, int64_t oh, int64_t ow) {
     const T* xp = x + p * isz;
     T best = std::numeric_limits<T>::lowest();
@@ -142,22 +213,31 @@ Status avg_pool_typed(const NodeDef& node, const WindowAttrs& a, bool include_pa
   Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
   const T* x = X.data<T>();
   T* y = Y.mut<T>();
-  const int64_t isz = g.in_size(), osz = g.out_size();
-  for_each_output(s, [&](int64_t p, int64_t o, int64_t od, int64_t oh, int64_t ow) {
-    const T* xp = x + p * isz;
-    T sum = 0;
-    int64_t n = 0;
-    for_each_tap(g, od, oh, ow, [&](int64_t off, int64_t, int64_t, int64_t) {
-      sum += xp[off];
-      ++n;
-    });
-    if (include_pad) {
-      // Taps on the explicit padding count; taps beyond it (added by ceil_mode) do not.
-      const int64_t o3[3] = {od, oh, ow};
-      n = 1;
-      for (int j = 0; j < 3; ++j) n *= taps_within(g, j, o3[j], -g.pb[j], g.in[j] + g.pe[j]);
-    }
-    y[p * osz + o] = n > 0 ? sum / static_cast<T>(n) : T(0);
+  pool_planes<T, false>(s, x, y);
+  // Divisors per dim: taps on the explicit padding count when include_pad (taps beyond it, added by
+  // ceil_mode, never do); otherwise only taps inside the input.
+  std::vector<T> cnt[3];
+  for (int j = 0; j < 3; ++j) {
+    cnt[j].resize(static_cast<size_t>(g.out[j]));
+    for (int64_t o = 0; o < g.out[j]; ++o)
+      cnt[j][static_cast<size_t>(o)] = static_cast<T>(
+          include_pad ? taps_within(g, j, o, -g.pb[j], g.in[j] + g.pe[j]) : taps_within(g, j, o, 0, g.in[j]));
+  }
+  std::vector<T> inv(  // divisor per output position
+      static_cast<size_t>(g.out_size()));
+  for (int64_t od = 0, o = 0; od < g.out[0]; ++od)
+    for (int64_t oh = 0; oh < g.out[1]; ++oh)
+      for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+        const T n = cnt[0][static_cast<size_t>(od)] * cnt[1][static_cast<size_t>(oh)] * cnt[2][static_cast<size_t>(ow)];
+        inv[static_cast<size_t>(o)] = n;
+      }
+  const int64_t osz = g.out_size();
+  parallel_for(s.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(osz, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t i = 0; i < osz; ++i) {
+        const T n = inv[static_cast<size_t>(i)];
+        y[p * osz + i] = n > 0 ? y[p * osz + i] / n : T(0);
+      }
   });
   ctx.set_output(0, Y);
   return OkStatus();
