@@ -265,3 +265,62 @@ def test_html_report_offline_and_renders(frugal_bin, testdata, tmp_path):
     keep = os.environ.get("FRUGAL_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+# ---- symbolic dims and QDQ int8 (models built here with the onnx helper; quantized by onnxruntime) ----
+
+def _conv_mlp_model(path: Path, batch="N"):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((16, 3, 3, 3)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((16 * 6 * 6, 10)).astype(np.float32) * 0.05
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Flatten", ["r"], ["f"], name="flat"),
+             helper.make_node("MatMul", ["f", "w2"], ["y"], name="fc")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    # Hand count per sample: conv 16 * 6 * 6 * 3 * 3 * 3 = 15552, fc 576 * 10 = 5760.
+    return 15552 + 5760
+
+
+def test_symbolic_dims(frugal_bin, tmp_path):
+    f = tmp_path / "m.onnx"
+    per_sample = _conv_mlp_model(f)
+    j = energy_json(frugal_bin, f, "--dims", "N=8")
+    assert j["models"][0]["input_shapes"] == {"x": [8, 3, 8, 8]}
+    assert j["models"][0]["totals"]["macs"] == 8 * per_sample
+    assert j["assumptions"]["dims"].startswith("N=8")
+    j1 = energy_json(frugal_bin, f)
+    assert j1["models"][0]["totals"]["macs"] == per_sample  # unset symbolic dims = 1
+
+
+def test_qdq_int8_model_counts_int8(frugal_bin, tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    f = tmp_path / "m.onnx"
+    per_sample = _conv_mlp_model(f, batch=1)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(1)
+            self.data = iter([{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(4)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    q = tmp_path / "q.onnx"
+    quantize_static(str(f), str(q), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=False)
+    j = energy_json(frugal_bin, f, "--compare", q)
+    fl, qt = j["models"][0]["totals"], j["models"][1]["totals"]
+    assert fl["macs_by_dtype"] == {"fp32": per_sample}
+    assert qt["macs_by_dtype"].get("int8") == per_sample, qt["macs_by_dtype"]
+    # int8 weights: 1 byte per element (+ int32 biases, none here); float: 4 bytes.
+    assert fl["weight_bytes"] == 4 * (16 * 27 + 576 * 10)
+    assert qt["weight_bytes"] == 16 * 27 + 576 * 10
+    assert j["comparison"]["energy_per_op"] < 0.5
