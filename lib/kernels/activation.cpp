@@ -1,11 +1,16 @@
 // Activation CPU kernels: pointwise activations (Relu .. Gelu), PRelu, Clip, and the normalising
 // Softmax / LogSoftmax / Hardmax (flatten-to-2D before opset 13, one axis from 13). Float16/bfloat16
 // inputs compute in float32. Pointwise loops run through elementwise_util.h's threaded maps.
+// No FP-exception traps are observed anywhere in frugal, and without -ftrapping-math GCC if-converts
+// the float selects in these loops (clamps, NaN checks, ReLU-style branches) and vectorises them.
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
+#include "elementwise_math.h"
 #include "elementwise_util.h"
 #include "families.h"
 #include "kernel_util.h"
@@ -33,6 +38,23 @@ Status run_half_aware(KernelContext& ctx, std::vector<Tensor> ins, F f) {
   return Status();
 }
 
+// float32 goes through the vectorisable approximations; double keeps libm.
+template <typename T>
+inline T k_exp(T v) {
+  if constexpr (std::is_same_v<T, float>) return vexpf(v);
+  else return std::exp(v);
+}
+template <typename T>
+inline T k_erf(T v) {
+  if constexpr (std::is_same_v<T, float>) return verff(v);
+  else return std::erf(v);
+}
+template <typename T>
+inline T k_tanh(T v) {
+  if constexpr (std::is_same_v<T, float>) return vtanhf(v);
+  else return std::tanh(v);
+}
+
 enum class Act {
   kRelu, kLeakyRelu, kElu, kSelu, kCelu, kSigmoid, kHardSigmoid, kHardSwish, kTanh, kErf, kGelu,
   kGeluTanh, kSoftplus, kSoftsign
@@ -58,24 +80,20 @@ void activate(Act a, const ActParams& p, const T* x, T* o, int64_t n) {
         return std::max(T(0), v) + std::min(T(0), alpha * std::expm1(v / alpha));
       });
     case Act::kSigmoid:
-      // Written so exp never overflows for large |v|.
-      return unary_map(x, o, n, [](T v) {
-        if (v >= T(0)) return T(1) / (T(1) + std::exp(-v));
-        const T e = std::exp(v);
-        return e / (T(1) + e);
-      });
+      // exp(-v) may overflow to inf for very negative v, which correctly gives 0.
+      return unary_map(x, o, n, [](T v) { return T(1) / (T(1) + k_exp(-v)); });
     case Act::kHardSigmoid:
       return unary_map(x, o, n, [alpha, beta](T v) { return std::max(T(0), std::min(T(1), alpha * v + beta)); });
     case Act::kHardSwish:
       return unary_map(x, o, n, [](T v) { return v * std::max(T(0), std::min(T(1), v / T(6) + T(0.5))); });
-    case Act::kTanh: return unary_map(x, o, n, [](T v) { return std::tanh(v); });
-    case Act::kErf: return unary_map(x, o, n, [](T v) { return std::erf(v); });
+    case Act::kTanh: return unary_map(x, o, n, [](T v) { return k_tanh(v); });
+    case Act::kErf: return unary_map(x, o, n, [](T v) { return k_erf(v); });
     case Act::kGelu:
-      return unary_map(x, o, n, [](T v) { return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440))); });
+      return unary_map(x, o, n, [](T v) { return T(0.5) * v * (T(1) + k_erf(v * T(0.70710678118654752440))); });
     case Act::kGeluTanh:
       return unary_map(x, o, n, [](T v) {
         const T c = T(0.79788456080286535588);  // sqrt(2/pi)
-        return T(0.5) * v * (T(1) + std::tanh(c * (v + T(0.044715) * v * v * v)));
+        return T(0.5) * v * (T(1) + k_tanh(c * (v + T(0.044715) * v * v * v)));
       });
     case Act::kSoftplus:
       return unary_map(x, o, n, [](T v) {
@@ -237,7 +255,7 @@ void normalize_rows(Norm kind, const T* x, T* o, int64_t outer, int64_t n, int64
         if (std::isinf(mx) && mx < 0) mx = 0;  // all -inf: keep exp finite-free of NaN from inf-inf
         T sum = 0;
         for (int64_t j = 0; j < n; ++j) {
-          const T e = std::exp(xr[j] - mx);
+          const T e = k_exp(xr[j] - mx);
           if (kind == Norm::kSoftmax) orow[j] = e;
           sum += e;
         }
@@ -278,7 +296,7 @@ void normalize_rows(Norm kind, const T* x, T* o, int64_t outer, int64_t n, int64
       std::fill(sum.begin(), sum.end(), T(0));
       for (int64_t j = 0; j < n; ++j)
         for (int64_t i = 0; i < inner; ++i) {
-          const T e = std::exp(xs[j * inner + i] - mx[size_t(i)]);
+          const T e = k_exp(xs[j * inner + i] - mx[size_t(i)]);
           if (kind == Norm::kSoftmax) os[j * inner + i] = e;
           sum[size_t(i)] += e;
         }

@@ -1,11 +1,16 @@
 // Elementwise CPU kernels: arithmetic (with numpy and legacy opset<7 broadcasting), unary math,
 // variadic Min/Max/Sum/Mean, comparisons, logic, Where, Cast/CastLike, Identity and Dropout.
 // Binary ops go through the row engine in elementwise_util.h; float16/bfloat16 compute in float32.
+// No FP-exception traps are observed anywhere in frugal, and without -ftrapping-math GCC if-converts
+// the float selects in these loops (clamps, NaN checks, ReLU-style branches) and vectorises them.
+#pragma GCC optimize("no-trapping-math")
+
 #include <cmath>
 #include <limits>
 #include <type_traits>
 
 #include "elementwise_cast.h"
+#include "elementwise_math.h"
 #include "elementwise_util.h"
 #include "families.h"
 #include "kernel_util.h"
@@ -279,7 +284,9 @@ void unary_typed(UnOp op, const T* x, T* o, int64_t n) {
   if constexpr (std::is_floating_point_v<T>) {
     switch (op) {
       case UnOp::kSqrt: return unary_map(x, o, n, [](T v) { return std::sqrt(v); });
-      case UnOp::kExp: return unary_map(x, o, n, [](T v) { return std::exp(v); });
+      case UnOp::kExp:
+        if constexpr (std::is_same_v<T, float>) return unary_map(x, o, n, [](T v) { return vexpf(v); });
+        else return unary_map(x, o, n, [](T v) { return std::exp(v); });
       case UnOp::kLog: return unary_map(x, o, n, [](T v) { return std::log(v); });
       case UnOp::kNeg: return unary_map(x, o, n, [](T v) { return -v; });
       case UnOp::kAbs: return unary_map(x, o, n, [](T v) { return std::fabs(v); });
