@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Peer benchmark: frugal vs onnxruntime.quantization.quantize_static (QDQ, per-channel).
+
+Same model, same calibration samples, one run. For each calibration method (MinMax, Percentile,
+Entropy) both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child)
+are measured the same way; both quantized models are then run in onnxruntime on held-out samples and
+compared with the float model (cosine, top-1 agreement). Prints one table and the frugal/ORT ratios.
+
+  .venv/bin/python tests/bench/bench_quantize.py --model tests/models/digits_cnn.onnx \
+      --calib tests/models/data/digits_cnn_calib.npz --heldout tests/models/data/digits_cnn_heldout.npz
+  .venv/bin/python tests/bench/bench_quantize.py --model M.onnx --synthetic 32   # random inputs
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+FRUGAL = Path(os.environ.get("FRUGAL_BIN", REPO / "build" / "apps" / "frugal" / "frugal"))
+
+ORT_CHILD = r'''
+import sys, numpy as np
+from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType, CalibrationMethod
+model, calib, out, method = sys.argv[1:5]
+z = np.load(calib)
+names = list(z.keys())
+n = z[names[0]].shape[0]
+class R(CalibrationDataReader):
+    def __init__(self): self.i = 0
+    def get_next(self):
+        if self.i >= n: return None
+        d = {k: z[k][self.i] for k in names}; self.i += 1; return d
+m = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[method]
+quantize_static(model, out, R(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=m)
+'''
+
+
+def run_child(cmd):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    # one child per measurement: ru_maxrss of RUSAGE_CHILDREN is the max over children, so run each
+    # through a fresh wrapper process that reports its own child's peak
+    wrapper = ("import resource,subprocess,sys,json;r=subprocess.run(sys.argv[1:]);"
+               "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    p = subprocess.run([sys.executable, "-c", wrapper] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    rc, rss_kb = json.loads(p.stdout.strip().splitlines()[-1])
+    del before
+    if rc != 0:
+        raise RuntimeError(f"{cmd[:3]} failed ({rc}): {p.stderr[-2000:]}")
+    return wall, rss_kb / 1024.0
+
+
+def quality(float_model, q_model, samples):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sf = ort.InferenceSession(str(float_model), so, providers=["CPUExecutionProvider"])
+    sq = ort.InferenceSession(str(q_model), so, providers=["CPUExecutionProvider"])
+    cos, agree, rows = [], 0, 0
+    for s in samples:
+        a = sf.run(None, s)[0].astype(np.float64)
+        b = sq.run(None, s)[0].astype(np.float64)
+        cos.append(float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)))
+        if a.ndim >= 2 and a.shape[-1] > 1:
+            agree += int(np.sum(a.reshape(-1, a.shape[-1]).argmax(1) == b.reshape(-1, b.shape[-1]).argmax(1)))
+            rows += a.reshape(-1, a.shape[-1]).shape[0]
+    return float(np.mean(cos)), (agree / rows if rows else float("nan"))
+
+
+def synthetic(model, count, seed, dims):
+    import onnx
+    m = onnx.load(str(model), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in m.graph.input:
+        if i.name in inits:
+            continue
+        shape = [d.dim_value if d.dim_value > 0 else dims.get(d.dim_param, 1) for d in i.type.tensor_type.shape.dim]
+        et = i.type.tensor_type.elem_type
+        if et == onnx.TensorProto.INT64:
+            out[i.name] = rng.integers(0, 100, size=[count] + shape).astype(np.int64)
+        else:
+            out[i.name] = rng.standard_normal([count] + shape).astype(np.float32)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--calib", help=".npz with a leading sample axis")
+    ap.add_argument("--heldout", help=".npz with a leading sample axis (default: synthetic, other seed)")
+    ap.add_argument("--synthetic", type=int, default=0, help="N random calibration samples instead of --calib")
+    ap.add_argument("--dims", default="", help="symbolic dims for synthetic data, name=value,...")
+    ap.add_argument("--methods", default="minmax,percentile,entropy")
+    ap.add_argument("--heldout-count", type=int, default=16)
+    a = ap.parse_args()
+    dims = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in a.dims.split(",") if kv)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_quantize_"))
+    calib = Path(a.calib) if a.calib else tmp / "calib.npz"
+    if not a.calib:
+        np.savez(calib, **synthetic(a.model, a.synthetic, 1, dims))
+    held = Path(a.heldout) if a.heldout else tmp / "held.npz"
+    if not a.heldout:
+        np.savez(held, **synthetic(a.model, a.heldout_count, 2, dims))
+    hz = np.load(held)
+    samples = [{k: hz[k][i] for k in hz.keys()} for i in range(hz[list(hz.keys())[0]].shape[0])]
+    n_calib = np.load(calib)[list(np.load(calib).keys())[0]].shape[0]
+    print(f"model {a.model}, {n_calib} calibration samples, {len(samples)} held-out samples")
+    print(f"{'method':<11} {'tool':<7} {'wall s':>8} {'peak MiB':>9} {'cosine':>9} {'top1 agr':>9}")
+    for method in a.methods.split(","):
+        res = {}
+        fq = tmp / f"frugal_{method}.onnx"
+        oq = tmp / f"ort_{method}.onnx"
+        fcmd = [str(FRUGAL), "-q", "quantize", a.model, "-o", str(fq), "--data", str(calib), "--method", method,
+                "--sqnr-samples", "0"]
+        if dims:
+            for k, v in dims.items():
+                fcmd += ["--dims", f"{k}={v}"]
+        res["frugal"] = run_child(fcmd)
+        res["ort"] = run_child([sys.executable, "-c", ORT_CHILD, a.model, str(calib), str(oq), method])
+        for tool, path in (("frugal", fq), ("ort", oq)):
+            c, t = quality(a.model, path, samples)
+            res[tool] = res[tool] + (c, t)
+            w, m, c, t = res[tool]
+            print(f"{method:<11} {tool:<7} {w:8.2f} {m:9.1f} {c:9.6f} {t:9.4f}")
+        print(f"{method:<11} ratio   ORT/frugal time {res['ort'][0] / res['frugal'][0]:.2f}x, "
+              f"ORT/frugal peak RSS {res['ort'][1] / res['frugal'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
