@@ -231,6 +231,33 @@ StatusOr<KernelPtr> clip_factory(const NodeDef& node) {
 
 enum class Norm { kSoftmax, kLogSoftmax, kHardmax };
 
+// Max and sum over a row with 8 independent lanes: a plain float reduction is not vectorised without
+// -ffast-math, lane arrays are.
+template <typename T>
+T row_max(const T* x, int64_t n) {
+  T lane[8];
+  for (auto& l : lane) l = -std::numeric_limits<T>::infinity();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) lane[k] = x[j + k] > lane[k] ? x[j + k] : lane[k];
+  T m = -std::numeric_limits<T>::infinity();
+  for (; j < n; ++j) m = x[j] > m ? x[j] : m;
+  for (T l : lane) m = l > m ? l : m;
+  return m;
+}
+
+template <typename T>
+T row_sum(const T* x, int64_t n) {
+  T lane[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) lane[k] += x[j + k];
+  T s = 0;
+  for (; j < n; ++j) s += x[j];
+  for (T l : lane) s += l;
+  return s;
+}
+
 // Normalises x viewed as [outer, n, inner] along n.
 template <typename T>
 void normalize_rows(Norm kind, const T* x, T* o, int64_t outer, int64_t n, int64_t inner) {
@@ -240,25 +267,23 @@ void normalize_rows(Norm kind, const T* x, T* o, int64_t outer, int64_t n, int64
       for (int64_t r = r0; r < r1; ++r) {
         const T* xr = x + r * n;
         T* orow = o + r * n;
-        T mx = -std::numeric_limits<T>::infinity();
-        int64_t arg = 0;
-        for (int64_t j = 0; j < n; ++j)
-          if (xr[j] > mx) {
-            mx = xr[j];
-            arg = j;
-          }
         if (kind == Norm::kHardmax) {
+          T mx = -std::numeric_limits<T>::infinity();
+          int64_t arg = 0;
+          for (int64_t j = 0; j < n; ++j)
+            if (xr[j] > mx) {
+              mx = xr[j];
+              arg = j;
+            }
           for (int64_t j = 0; j < n; ++j) orow[j] = T(0);
           if (n > 0) orow[arg] = T(1);
           continue;
         }
-        if (std::isinf(mx) && mx < 0) mx = 0;  // all -inf: keep exp finite-free of NaN from inf-inf
-        T sum = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          const T e = k_exp(xr[j] - mx);
-          if (kind == Norm::kSoftmax) orow[j] = e;
-          sum += e;
-        }
+        T mx = row_max(xr, n);
+        if (std::isinf(mx) && mx < 0) mx = 0;  // an all -inf row: avoid inf - inf
+        // exp into the output first (a loop without a reduction vectorises), then sum it.
+        for (int64_t j = 0; j < n; ++j) orow[j] = k_exp(xr[j] - mx);
+        const T sum = row_sum(orow, n);
         if (kind == Norm::kSoftmax) {
           const T inv = T(1) / sum;
           for (int64_t j = 0; j < n; ++j) orow[j] *= inv;
