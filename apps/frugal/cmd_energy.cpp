@@ -5,14 +5,17 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "frugal/dataset.h"
 #include "frugal/energy.h"
+#include "frugal/fidelity.h"
 #include "frugal/file_util.h"
 
 namespace frugal::cli {
 
 Command add_energy_command(CLI::App& root, const GlobalOptions& g) {
   struct Opts {
-    std::string model, compare, profile = "h100", profile_file, region = "world", html;
+    std::string model, compare, profile = "h100", profile_file, region = "world", html, data;
+    size_t fidelity_samples = 4;
     std::vector<std::string> dims;
     double grid = -1, pue = -1;
     bool json = false, list = false;
@@ -30,6 +33,9 @@ Command add_energy_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_option("--dims", o->dims, "Symbolic dim values, NAME=VALUE (repeatable; unset ones are 1)");
   c.app->add_flag("--json", o->json, "Print the JSON report on stdout instead of the table");
   c.app->add_option("--html", o->html, "Write a self-contained HTML report (charts, no external resources)");
+  c.app->add_option("--data", o->data, "Inputs for the --compare fidelity check (default: synthetic)");
+  c.app->add_option("--fidelity-samples", o->fidelity_samples,
+                    "Samples for the --compare fidelity check (0: skip it)");
   c.app->add_flag("--list-profiles", o->list, "List the built-in device profiles and regions, then exit");
   c.run = [o, &g]() -> Status {
     if (o->list) {
@@ -57,26 +63,59 @@ Command add_energy_command(CLI::App& root, const GlobalOptions& g) {
     FRUGAL_ASSIGN_OR_RETURN(DeviceProfile profile, resolve_profile(eo));
     FRUGAL_ASSIGN_OR_RETURN(Region region, resolve_region(eo));
 
-    auto cost_of = [&](const std::string& path) -> StatusOr<ModelCost> {
-      FRUGAL_ASSIGN_OR_RETURN(auto model, Model::load(path));
-      auto c = model_cost(model, eo.cost);
+    std::shared_ptr<Model> model_a, model_b;
+    auto cost_of = [&](const std::string& path, std::shared_ptr<Model>* keep) -> StatusOr<ModelCost> {
+      FRUGAL_ASSIGN_OR_RETURN(*keep, Model::load(path));
+      auto c = model_cost(*keep, eo.cost);
       if (!c.ok()) return c.status().with_context(path);
       return c;
     };
-    FRUGAL_ASSIGN_OR_RETURN(ModelCost a, cost_of(o->model));
+    FRUGAL_ASSIGN_OR_RETURN(ModelCost a, cost_of(o->model, &model_a));
     EnergyEstimate ea = estimate_energy(a, profile, region, eo.grid_g_per_kwh, eo.pue);
     std::optional<ModelCost> b;
     std::optional<EnergyEstimate> eb;
     if (!o->compare.empty()) {
-      FRUGAL_ASSIGN_OR_RETURN(b, cost_of(o->compare));
+      FRUGAL_ASSIGN_OR_RETURN(b, cost_of(o->compare, &model_b));
       eb = estimate_energy(*b, profile, region, eo.grid_g_per_kwh, eo.pue);
     }
     const ModelCost* pb = b ? &*b : nullptr;
     const EnergyEstimate* peb = eb ? &*eb : nullptr;
     Json report = energy_report_json(a, ea, pb, peb, profile, region, eo);
+    // With --compare, how closely the second model follows the first (measured, not estimated): the
+    // fidelity column of the size/energy/fidelity comparison.
+    Json fid;
+    if (b && o->fidelity_samples > 0) {
+      auto measure = [&]() -> StatusOr<Json> {
+        ExecOptions xo;
+        xo.dims = eo.cost.dims;
+        xo.threads = g.threads;
+        FRUGAL_ASSIGN_OR_RETURN(auto ra, Executor::create(model_a, xo));
+        FRUGAL_ASSIGN_OR_RETURN(auto rb, Executor::create(model_b, xo));
+        DatasetOptions dopts;
+        dopts.dims = eo.cost.dims;
+        dopts.synthetic_count = o->data.empty() ? o->fidelity_samples : 0;
+        FRUGAL_ASSIGN_OR_RETURN(auto data, open_dataset(ra->graph(), o->data, dopts));
+        FRUGAL_ASSIGN_OR_RETURN(Fidelity f, measure_fidelity(*ra, *rb, *data, o->fidelity_samples));
+        Json j = fidelity_json(f);
+        Json out;
+        out["label"] = "measured";
+        out["data"] = data->describe();
+        for (auto it = j.begin(); it != j.end(); ++it) out[it.key()] = it.value();
+        return out;
+      };
+      auto m = measure();
+      if (m.ok()) {
+        fid = std::move(m).value();
+      } else {
+        fid["label"] = "measured";
+        fid["error"] = m.status().message();
+      }
+      report["comparison"]["fidelity"] = fid;
+    }
     if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, report));
     if (!o->html.empty())
-      FRUGAL_RETURN_IF_ERROR(write_file_atomic(o->html, energy_report_html(a, ea, pb, peb, profile, region)));
+      FRUGAL_RETURN_IF_ERROR(write_file_atomic(o->html, energy_report_html(a, ea, pb, peb, profile, region,
+                                                                  fid.is_null() ? nullptr : &fid)));
     if (o->json) {
       std::cout << report.dump(2) << "\n";
     } else if (!g.quiet) {

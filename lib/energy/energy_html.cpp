@@ -150,15 +150,20 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
   auto cards_for = [&](const ModelCost& m, const EnergyEstimate& e, const std::string& who) {
     h << "<div class='cards'>";
     h << card(who + " parameters", fmt_count(static_cast<double>(m.params)), fmt_bytes(m.weight_bytes) + " of weights");
-    h << card("MACs / inference", fmt_count(m.macs), fmt_count(m.flops) + " other FLOPs");
+    std::string mix;
+    for (const auto& kv : m.macs_by_dtype)
+      mix += (mix.empty() ? "" : ", ") + kv.first + " " + num(m.macs > 0 ? kv.second / m.macs * 100 : 0, 0) + "%";
+    h << card("MACs / inference", fmt_count(m.macs), (mix.empty() ? "" : mix + "; ") + fmt_count(m.flops) + " other FLOPs");
     h << card("time (roofline)", fmt_seconds(e.time_s), "estimate");
     h << card("energy / inference", energy_str(e.per_op_energy_j), "per-op model; roofline x TDP " +
                                                                         energy_str(e.roofline_energy_j));
     const double kwh = e.per_op_energy_j * 1e6 / 3.6e6;
-    h << card("energy / 1M inferences", kwh >= 1 ? num(kwh, 2) + " kWh" : num(kwh * 1e3, 1) + " Wh",
+    h << card("energy / 1M inferences",
+              kwh >= 1 ? num(kwh, 2) + " kWh" : kwh >= 1e-3 ? num(kwh * 1e3, 2) + " Wh" : num(kwh * 1e6, 2) + " mWh",
               "per-op model, estimate");
     const double kg = e.carbon_g_per_op * 1e3;  // g per inference x 1e6 inferences / 1e3 g per kg
-    h << card("carbon / 1M inferences", kg >= 1 ? num(kg, 2) + " kg" : num(kg * 1e3, 1) + " g",
+    h << card("carbon / 1M inferences",
+              kg >= 1 ? num(kg, 2) + " kg" : kg >= 1e-3 ? num(kg * 1e3, 2) + " g" : num(kg * 1e6, 2) + " mg",
               "CO2e, per-op model, estimate");
     h << "</div>\n";
   };
@@ -177,14 +182,18 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
     };
     h << compare_chart(metrics) << "\n";
     if (fidelity && fidelity->is_object() && fidelity->contains("outputs")) {
-      h << "<table><tr><th>output</th><th>cosine</th><th>SQNR (dB)</th><th>max |err|</th><th>top-1 agreement</th></tr>";
+      h << "<h2 style='font-size:15px'>Fidelity of the compressed model <span class='est'>measured</span></h2>"
+        << "<table><tr><th>output</th><th>cosine</th><th>SQNR (dB)</th><th>max |err|</th><th>top-1 agreement</th></tr>";
       for (const auto& o : (*fidelity)["outputs"]) {
         auto g = [&](const char* k) { return o.contains(k) && o[k].is_number() ? o[k].get<double>() : -1.0; };
         h << "<tr><td>" << esc(o.value("name", "")) << "</td><td>" << num(g("cosine"), 5) << "</td><td>"
-          << num(g("sqnr_db"), 2) << "</td><td>" << num(g("max_abs"), 5) << "</td><td>"
+          << num(g("sqnr_db"), 2) << "</td><td>" << num(g("max_abs_error"), 5) << "</td><td>"
           << (g("top1_agreement") < 0 ? std::string("n/a") : num(g("top1_agreement") * 100, 2) + "%") << "</td></tr>";
       }
-      h << "</table>\n";
+      h << "</table>\n<p class='assume'>Fidelity measured on " << esc(fidelity->value("data", std::string("?")))
+        << " (" << fidelity->value("samples", 0) << " samples).</p>\n";
+    } else if (fidelity && fidelity->is_object() && fidelity->contains("error")) {
+      h << "<p class='assume'>Fidelity: not measured: " << esc((*fidelity)["error"].get<std::string>()) << "</p>\n";
     } else {
       h << "<p class='assume'>Fidelity: not measured in this report (run frugal quantize/prune/compress with --data "
            "for output agreement).</p>\n";

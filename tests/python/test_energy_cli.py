@@ -324,3 +324,7 @@ def test_qdq_int8_model_counts_int8(frugal_bin, tmp_path):
     assert fl["weight_bytes"] == 4 * (16 * 27 + 576 * 10)
     assert qt["weight_bytes"] == 16 * 27 + 576 * 10
     assert j["comparison"]["energy_per_op"] < 0.5
+    # The comparison carries the measured fidelity of the quantized model on synthetic inputs.
+    fid = j["comparison"]["fidelity"]
+    assert fid["label"] == "measured" and fid["samples"] == 4
+    assert fid["outputs"][0]["name"] == "y" and fid["outputs"][0]["cosine"] > 0.99
