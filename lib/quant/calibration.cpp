@@ -7,6 +7,7 @@
 
 #include "frugal/calibration.h"
 #include "frugal/file_util.h"
+#include "frugal/parallel.h"
 
 namespace frugal {
 
@@ -108,37 +109,41 @@ Status RangeObserver::merge(const RangeObserver& o) {
 }
 
 std::map<std::string, TensorRange> RangeObserver::finish() const {
-  std::map<std::string, TensorRange> out;
-  for (const auto& [name, r0] : stats_) {
-    if (r0.count == 0 || !std::isfinite(r0.min) || !std::isfinite(r0.max)) continue;
-    TensorRange r = r0;
-    r.range_min = r.min;
-    r.range_max = r.max;
-    switch (opts_.method) {
-      case CalibMethod::kMinMax: break;
-      case CalibMethod::kPercentile: {
-        auto it = signed_.find(name);
-        if (it != signed_.end()) std::tie(r.range_min, r.range_max) = percentile_range(it->second, opts_.percentile);
-        break;
-      }
-      case CalibMethod::kEntropy: {
-        auto it = abs_.find(name);
-        if (it != abs_.end()) {
-          const double t = entropy_threshold(it->second, 128);
-          r.range_min = std::max(r.min, -t);
-          r.range_max = std::min(r.max, t);
+  std::vector<std::pair<std::string, TensorRange>> items;
+  for (const auto& [name, r0] : stats_)
+    if (r0.count != 0 && std::isfinite(r0.min) && std::isfinite(r0.max)) items.emplace_back(name, r0);
+  // The searches (entropy especially) are independent per tensor: spread them over the threads.
+  parallel_for(static_cast<int64_t>(items.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const std::string& name = items[static_cast<size_t>(i)].first;
+      TensorRange& r = items[static_cast<size_t>(i)].second;
+      r.range_min = r.min;
+      r.range_max = r.max;
+      switch (opts_.method) {
+        case CalibMethod::kMinMax: break;
+        case CalibMethod::kPercentile: {
+          auto it = signed_.find(name);
+          if (it != signed_.end()) std::tie(r.range_min, r.range_max) = percentile_range(it->second, opts_.percentile);
+          break;
         }
-        break;
-      }
-      case CalibMethod::kMse: {
-        auto it = signed_.find(name);
-        if (it != signed_.end()) std::tie(r.range_min, r.range_max) = mse_range(it->second, 256, 128);
-        break;
+        case CalibMethod::kEntropy: {
+          auto it = abs_.find(name);
+          if (it != abs_.end()) {
+            const double t = entropy_threshold(it->second, 128);
+            r.range_min = std::max(r.min, -t);
+            r.range_max = std::min(r.max, t);
+          }
+          break;
+        }
+        case CalibMethod::kMse: {
+          auto it = signed_.find(name);
+          if (it != signed_.end()) std::tie(r.range_min, r.range_max) = mse_range(it->second, 256, 128);
+          break;
+        }
       }
     }
-    out.emplace(name, r);
-  }
-  return out;
+  });
+  return std::map<std::string, TensorRange>(items.begin(), items.end());
 }
 
 std::vector<std::string> default_calibration_tensors(const Graph& graph) {
