@@ -435,8 +435,15 @@ StatusOr<KernelPtr> where_factory(const NodeDef& node) {
       const std::vector<int64_t> st[3] = {broadcast_strides(c.shape(), out_shape),
                                           broadcast_strides(x.shape(), out_shape),
                                           broadcast_strides(y.shape(), out_shape)};
-      for_each_broadcast<3>(out_shape, st, [&](int64_t i, const int64_t* off) {
-        o[i] = cd[off[0]] ? xd[off[1]] : yd[off[2]];
+      ternary_rows(out_shape, st, [&](int64_t base, int64_t len, const int64_t* off, const int64_t* step) {
+        const uint8_t* cr = cd + off[0];
+        const T *xr = xd + off[1], *yr = yd + off[2];
+        T* orow = o + base;
+        if (step[0] && step[1] && step[2]) {
+          for (int64_t i = 0; i < len; ++i) orow[i] = cr[i] ? xr[i] : yr[i];
+        } else {
+          for (int64_t i = 0; i < len; ++i) orow[i] = cr[i * step[0]] ? xr[i * step[1]] : yr[i * step[2]];
+        }
       });
       return Status();
     }));

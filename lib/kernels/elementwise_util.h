@@ -120,4 +120,29 @@ void binary_apply(const BinaryPlan& p, const A* a, const B* b, O* o, F f) {
   });
 }
 
+// Three-input walk (Where): the output as rows of its last dim, split across threads; f(o_index_base,
+// row_len, offsets[3], inner_strides[3]) handles one row.
+template <typename F>
+void ternary_rows(const Shape& out, const std::vector<int64_t> (&st)[3], F f) {
+  const int64_t total = shape_numel(out);
+  if (total == 0) return;
+  const int64_t rank = static_cast<int64_t>(out.size());
+  const int64_t inner = rank ? out.back() : 1;
+  const int64_t rows = total / inner;
+  int64_t step[3];
+  for (int k = 0; k < 3; ++k) step[k] = rank ? st[k].back() : 0;
+  parallel_for(rows, std::max<int64_t>(1, kElementwiseGrain / inner), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      int64_t off[3] = {0, 0, 0}, rem = r;
+      for (int64_t d = rank - 2; d >= 0; --d) {
+        const size_t u = static_cast<size_t>(d);
+        const int64_t i = rem % out[u];
+        rem /= out[u];
+        for (int k = 0; k < 3; ++k) off[k] += i * st[k][u];
+      }
+      f(r * inner, inner, off, step);
+    }
+  });
+}
+
 }  // namespace frugal::kernels

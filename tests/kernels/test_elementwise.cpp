@@ -252,6 +252,18 @@ TEST_CASE("Comparison, logic and Where", "[elementwise]") {
   auto w = run1(node("Where", 16, 3), {tb({2, 1}, {true, false}), tv<float>({3}, {1, 2, 3}), Tensor::scalar<float>(-1.f)});
   REQUIRE(w.shape() == Shape{2, 3});
   CHECK(vals<float>(w) == std::vector<float>{1, 2, 3, -1, -1, -1});
+  {
+    // cond [2,1,3], X [4,1], Y [2,4,3]: out[i,j,k] = cond[i,k] ? X[j] : Y[i,j,k].
+    std::vector<bool> cv{true, false, true, false, false, true};
+    auto out = run1(node("Where", 16, 3), {tb({2, 1, 3}, cv), tv<float>({4, 1}, {10, 20, 30, 40}),
+                                           tv<float>({2, 4, 3}, iota_f(24))});
+    REQUIRE(out.shape() == Shape{2, 4, 3});
+    auto ov = vals<float>(out);
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 4; ++j)
+        for (int k = 0; k < 3; ++k)
+          CHECK(ov[size_t((i * 4 + j) * 3 + k)] == (cv[size_t(i * 3 + k)] ? float(10 * (j + 1)) : float((i * 4 + j) * 3 + k)));
+  }
   const int64_t n = 40009;
   std::vector<bool> c(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) c[size_t(i)] = i % 3 == 0;
