@@ -15,7 +15,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
     double percentile = 99.99;
     int bins = 2048;
     size_t max_samples = 0, sqnr_samples = 8, fidelity_samples = 0;
-    bool dynamic = false, per_tensor = false, reduce_range = false;
+    bool dynamic = false, per_tensor = false, reduce_range = false, no_fidelity = false;
     std::vector<std::string> include, exclude, dims;
   };
   auto o = std::make_shared<Opts>();
@@ -41,6 +41,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_option("--holdout", o->holdout, "Held-out data for the fidelity figures (default: the calibration data)");
   c.app->add_option("--sqnr-samples", o->sqnr_samples, "Samples used for per-layer SQNR (0: skip)");
   c.app->add_option("--fidelity-samples", o->fidelity_samples, "Held-out samples for fidelity (0: all)");
+  c.app->add_flag("--no-fidelity", o->no_fidelity, "Skip the held-out fidelity comparison (timing runs)");
   c.app->add_option("--dims", o->dims, "Symbolic dim values, NAME=VALUE (repeatable)");
   c.run = [o, &g]() -> Status {
     if (!o->dynamic && o->data.empty() == o->table.empty())
@@ -67,6 +68,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
     job.quant.exclude = o->exclude;
     job.sqnr_samples = o->sqnr_samples;
     job.fidelity_samples = o->fidelity_samples;
+    job.measure_fidelity = !o->no_fidelity;
     if (!o->max_drop.empty()) {
       FRUGAL_ASSIGN_OR_RETURN(MaxDrop md, parse_max_drop(o->max_drop));
       job.max_drop = md;

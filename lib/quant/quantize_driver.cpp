@@ -167,6 +167,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     FRUGAL_ASSIGN_OR_RETURN(holdout, open_dataset(graph, job.holdout_path, job.data_opts));
   }
   Dataset* fid_data = holdout ? holdout.get() : calib_data.get();
+  if (!job.measure_fidelity && !job.max_drop) fid_data = nullptr;
   Dataset* sqnr_data = calib_data ? calib_data.get() : holdout.get();
 
   QuantizeOptions qopts = job.quant;

@@ -122,7 +122,7 @@ def main():
         fq = tmp / f"frugal_{method}.onnx"
         oq = tmp / f"ort_{method}.onnx"
         fcmd = [str(FRUGAL), "-q", "quantize", a.model, "-o", str(fq), "--data", str(calib), "--method", method,
-                "--sqnr-samples", "0"]
+                "--sqnr-samples", "0", "--no-fidelity"]
         if dims:
             for k, v in dims.items():
                 fcmd += ["--dims", f"{k}={v}"]

@@ -111,6 +111,7 @@ struct QuantizeJob {
   std::optional<MaxDrop> max_drop;
   size_t sqnr_samples = 8;       // samples used for per-layer SQNR
   size_t fidelity_samples = 0;   // 0: all held-out samples
+  bool measure_fidelity = true;  // false: skip the held-out comparison (benchmarks); --max-drop needs it
   DatasetOptions data_opts;
 };
 
