@@ -1,5 +1,6 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include "frugal_cuda/runtime.h"
 
@@ -30,10 +31,19 @@ std::string build_cuda_version() {
 Status check_cublas() {
   std::string why;
   if (list_gpus(&why).empty()) return Unsupported("no GPU: " + why);
+  // cuBLAS is loaded on first use so CPU-only runs never pay for mapping it.
+  const std::string name = "libcublas.so." + std::to_string(CUDART_VERSION / 1000);
+  void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return Unsupported(std::string("cuBLAS not found: ") + dlerror());
+  using CreateFn = cublasStatus_t (*)(cublasHandle_t*);
+  using DestroyFn = cublasStatus_t (*)(cublasHandle_t);
+  auto create = reinterpret_cast<CreateFn>(dlsym(lib, "cublasCreate_v2"));
+  auto destroy = reinterpret_cast<DestroyFn>(dlsym(lib, "cublasDestroy_v2"));
+  if (!create || !destroy) return Internal("cuBLAS library lacks cublasCreate_v2/cublasDestroy_v2");
   cublasHandle_t h = nullptr;
-  const cublasStatus_t s = cublasCreate(&h);
+  const cublasStatus_t s = create(&h);
   if (s != CUBLAS_STATUS_SUCCESS) return Internal("cublasCreate failed with status " + std::to_string(static_cast<int>(s)));
-  cublasDestroy(h);
+  destroy(h);
   return OkStatus();
 }
 
