@@ -431,3 +431,34 @@ TEST_CASE("DenseNet-121: 2.83 GMACs", "[energy][light]") {
   auto c = light_cost("light_densenet121.onnx");
   CHECK(c.macs == Approx(2.83e9).epsilon(0.02));
 }
+
+TEST_CASE("energy_section: original vs compressed summary for other commands' reports", "[energy]") {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 64] X) => (float[1, 32] Y) {
+      Y = MatMul (X, W)
+    })";
+  std::vector<float> dense(64 * 32, 0.5f), pruned(64 * 32, 0.0f);
+  // Half the weights zero, in pairs along N (row-major [K=64, N=32]): 2 of every 4 along N, but not
+  // along the reduction axis K, so this is not 2:4 sparsity for a sparse tensor core.
+  for (size_t i = 0; i < pruned.size(); i += 4) pruned[i] = pruned[i + 1] = 1.0f;
+  auto a = parse_model(text, {{"W", Tensor::from_vector<float>({64, 32}, dense)}});
+  auto b = parse_model(text, {{"W", Tensor::from_vector<float>({64, 32}, pruned)}});
+  EnergyOptions opts;
+  opts.profile = "a100";
+  opts.region = "se";
+  auto j = energy_section(*a, *b, opts);
+  REQUIRE(j.ok());
+  REQUIRE((*j)["models"].size() == 2);
+  CHECK((*j)["models"][0]["totals"]["macs"].get<double>() == 64 * 32);
+  CHECK_FALSE((*j)["models"][0].contains("nodes"));
+  CHECK((*j)["assumptions"]["region"] == "se");
+  CHECK((*j)["device"]["name"] == "a100");
+  CHECK((*j)["comparison"]["macs"].get<double>() == 1.0);
+  // Half the weights are zero in the pruned copy: the unstructured upper bound says so.
+  CHECK((*j)["models"][1]["totals"]["sparsity"]["unstructured_zero_weight_macs_upper_bound"].get<double>() ==
+        Approx(64 * 32 / 2.0));
+  CHECK((*j)["models"][1]["totals"]["sparsity"]["macs_2_4_sparse"].get<double>() == 0);
+  opts.profile = "nope";
+  CHECK(energy_section(*a, *b, opts).status().code() == StatusCode::kInvalidArgument);
+}
