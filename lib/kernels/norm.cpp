@@ -313,6 +313,43 @@ Status lp_norm(const NodeDef& node, KernelContext& ctx) {
   return OkStatus();
 }
 
+// ---- LRN (local response normalisation across channels; AlexNet, Inception v1) -----------------------
+
+Status lrn(const NodeDef& node, KernelContext& ctx) {
+  const Tensor& x_in = ctx.input(0);
+  FRUGAL_RETURN_IF_ERROR(check_float(node, x_in, "input"));
+  if (x_in.rank() < 3) return node.error(StatusCode::kInvalidData, "input must be [N,C,D1,...]");
+  const int64_t size = node.get_int("size", 0);
+  if (size <= 0) return node.error(StatusCode::kInvalidModel, "attribute 'size' must be a positive integer");
+  const double alpha = node.get_float("alpha", 1e-4f), beta = node.get_float("beta", 0.75f),
+               bias = node.get_float("bias", 1.0f);
+  const Shape& xs = x_in.shape();
+  const int64_t n = xs[0], c = xs[1], inner = x_in.numel() / std::max<int64_t>(n * c, 1);
+  // Window of channels c - floor((size-1)/2) .. c + ceil((size-1)/2), as the ONNX spec defines it.
+  const int64_t lo = (size - 1) / 2, hi = size - 1 - lo;
+  const Tensor x = x_in.to_float();
+  const float* xp = x.data<float>();
+  Tensor y = Tensor::uninitialized(DType::kFloat, xs);
+  float* yp = y.mut<float>();
+  parallel_for(n * c, row_grain(inner), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t img = r / c, ch = r % c;
+      const int64_t c0 = std::max<int64_t>(0, ch - lo), c1 = std::min<int64_t>(c - 1, ch + hi);
+      for (int64_t i = 0; i < inner; ++i) {
+        double sq = 0;
+        for (int64_t k = c0; k <= c1; ++k) {
+          const double v = xp[(img * c + k) * inner + i];
+          sq += v * v;
+        }
+        const int64_t at = (img * c + ch) * inner + i;
+        yp[at] = static_cast<float>(xp[at] / std::pow(bias + alpha / static_cast<double>(size) * sq, beta));
+      }
+    }
+  });
+  ctx.set_output(0, x_in.dtype() == DType::kFloat ? y : from_float32(y, x_in.dtype()));
+  return OkStatus();
+}
+
 template <typename Fn>
 KernelFactory make(Fn fn) {
   return [fn](const NodeDef& n) -> StatusOr<std::unique_ptr<Kernel>> {
@@ -340,6 +377,7 @@ void register_norm_kernels(KernelRegistry& r) {
           return grouped_norm(n, ctx, n.get_int("num_groups", 0), false);
         }));
   r.add("LpNormalization", 1, kMaxOpset, make(lp_norm));
+  r.add("LRN", 1, kMaxOpset, make(lrn));
 }
 
 }  // namespace frugal::kernels

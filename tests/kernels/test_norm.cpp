@@ -245,3 +245,25 @@ TEST_CASE("LpNormalization p=1 and p=2, zero vectors stay zero", "[norm]") {
   const auto y1 = nrun(n, {tf({2, 2}, {1, -2, 3, 2})})[0];
   check_close(fv(y1), {0.25, -0.5, 0.75, 0.5});
 }
+
+TEST_CASE("LRN normalises across a window of channels", "[norm]") {
+  // x: [1, 3, 1, 1] = {1, 2, 3}; size 3, alpha 3 (alpha/size = 1), beta 1, bias 1:
+  // y_c = x_c / (1 + sum of squares over channels c-1..c+1).
+  frugal::NodeDef n;
+  n.op_type = "LRN";
+  n.opset = 13;
+  n.name = "lrn";
+  n.inputs = {"x"};
+  n.outputs = {"y"};
+  n.attrs["size"].i = 3;
+  n.attrs["alpha"].f = 3.0f;
+  n.attrs["beta"].f = 1.0f;
+  n.attrs["bias"].f = 1.0f;
+  auto x = frugal::Tensor::from_vector<float>({1, 3, 1, 1}, {1, 2, 3});
+  auto out = frugal::run_node(n, {&x}, frugal::cpu_registry());
+  REQUIRE(out.ok());
+  const float* y = (*out)[0].data<float>();
+  CHECK(y[0] == Approx(1.0 / (1 + 1 + 4)));
+  CHECK(y[1] == Approx(2.0 / (1 + 1 + 4 + 9)));
+  CHECK(y[2] == Approx(3.0 / (1 + 4 + 9)));
+}
