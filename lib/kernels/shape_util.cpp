@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "frugal/dtype.h"
 #include "frugal/parallel.h"
@@ -192,10 +193,29 @@ void strided_copy(const void* src, int64_t offset, void* dst, size_t elem_size, 
   }
 }
 
+// Whether the gather reads one contiguous run of the source in order (so a view can serve it).
+static bool is_contiguous_run(const Shape& out_shape, const std::vector<int64_t>& in_strides) {
+  int64_t expect = 1;
+  for (int64_t d = static_cast<int64_t>(out_shape.size()) - 1; d >= 0; --d) {
+    const size_t du = static_cast<size_t>(d);
+    if (out_shape[du] == 1) continue;
+    if (in_strides[du] != expect) return false;
+    expect *= out_shape[du];
+  }
+  return true;
+}
+
 Tensor strided_gather(const Tensor& in, int64_t offset, const Shape& out_shape,
                       const std::vector<int64_t>& in_strides) {
+  const size_t es = dtype_size(in.dtype());
+  if (shape_numel(out_shape) > 0 && is_contiguous_run(out_shape, in_strides)) {
+    // Zero-copy: a read-only view into the source, which the view keeps alive.
+    auto keep = std::make_shared<Tensor>(in);
+    return Tensor::view(in.dtype(), out_shape, keep,
+                        static_cast<const uint8_t*>(in.raw()) + static_cast<size_t>(offset) * es);
+  }
   Tensor out = Tensor::uninitialized(in.dtype(), out_shape);
-  if (out.numel() > 0) strided_copy(in.raw(), offset, out.raw_mut(), dtype_size(in.dtype()), out_shape, in_strides);
+  if (out.numel() > 0) strided_copy(in.raw(), offset, out.raw_mut(), es, out_shape, in_strides);
   return out;
 }
 

@@ -20,7 +20,9 @@ namespace frugal::kernels {
 void strided_copy(const void* src, int64_t offset, void* dst, size_t elem_size, const Shape& out_shape,
                   const std::vector<int64_t>& in_strides);
 
-// Convenience: a new tensor of `out_shape` gathered from `in` as above.
+// A tensor of `out_shape` gathered from `in` as above. When the gather reads one contiguous run in
+// order (Slice/Split along the leading axis, full slices), the result is a read-only view into
+// `in` (no copy) that keeps `in`'s storage alive; otherwise a new owned tensor.
 Tensor strided_gather(const Tensor& in, int64_t offset, const Shape& out_shape,
                       const std::vector<int64_t>& in_strides);
 

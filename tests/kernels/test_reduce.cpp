@@ -155,6 +155,15 @@ TEST_CASE("Reductions over zero-size dims and bool/int data", "[reduce]") {
   CHECK(static_cast<const uint8_t*>(yb.raw())[1] == 0);
   auto yi = run1(node("ReduceMin", 18, 2), {tv<int32_t>({3}, {4, -7, 2}), ti({0})});
   CHECK(vals<int32_t>(yi) == std::vector<int32_t>{-7});
+  // Empty integer reductions give the limits of the element type (numpy's identities).
+  auto ei = tv<int32_t>({0, 2}, {});
+  CHECK(vals<int32_t>(run1(node("ReduceMin", 18, 2), {ei, ti({0})})) ==
+        std::vector<int32_t>{std::numeric_limits<int32_t>::max(), std::numeric_limits<int32_t>::max()});
+  CHECK(vals<int32_t>(run1(node("ReduceMax", 18, 2), {ei, ti({0})})) ==
+        std::vector<int32_t>{std::numeric_limits<int32_t>::lowest(), std::numeric_limits<int32_t>::lowest()});
+  // int32 products wrap like the narrow type: 65536 * 65536 = 2^32 -> 0; 65536 * 32768 = 2^31 -> INT32_MIN.
+  CHECK(vals<int32_t>(run1(node("ReduceProd", 18, 2), {tv<int32_t>({2, 2}, {65536, 65536, 65536, 32768}), ti({1})})) ==
+        std::vector<int32_t>{0, std::numeric_limits<int32_t>::lowest()});
 }
 
 TEST_CASE("Large reductions use threads and match closed forms", "[reduce]") {

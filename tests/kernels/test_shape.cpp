@@ -226,10 +226,16 @@ TEST_CASE("Concat and Split", "[shape]") {
   auto s11 = node("Split", 11, 1, 2);
   set_int(s11, "axis", 1);
   set_ints(s11, "split", {1, 2});
-  auto o11 = run(s11, {tv<float>({2, 3}, {1, 2, 3, 4, 5, 6})});
+  auto x23 = tv<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+  auto o11 = run(s11, {x23});
   CHECK(fvals(o11[0]) == std::vector<float>{1, 4});
   CHECK(fvals(o11[1]) == std::vector<float>{2, 3, 5, 6});
   CHECK(o11[1].shape() == Shape{2, 2});
+  // Splitting the leading axis hands out views of the input.
+  auto s0 = node("Split", 13, 1, 2);
+  auto o0 = run(s0, {x23});
+  CHECK(fvals(o0[1]) == std::vector<float>{4, 5, 6});
+  CHECK(o0[1].raw() == static_cast<const void*>(x23.data<float>() + 3));
 }
 
 TEST_CASE("Slice: negative steps, clamping, attribute form", "[shape]") {
@@ -244,6 +250,10 @@ TEST_CASE("Slice: negative steps, clamping, attribute form", "[shape]") {
   CHECK(fvals(y2) == std::vector<float>{6, 7});
   // Empty result: start beyond end.
   CHECK(run1(node("Slice", 13, 4), {x, ti({3}), ti({1}), ti({1})}).shape() == Shape{2, 0});
+  // A slice along the leading axis is one contiguous run: served as a view, no copy.
+  auto lead = run1(node("Slice", 13, 3), {x, ti({1}), ti({2})});
+  CHECK(fvals(lead) == std::vector<float>{5, 6, 7, 8, 9});
+  CHECK(lead.raw() == static_cast<const void*>(x.data<float>() + 5));
   // Opset 9 attributes.
   auto s9 = node("Slice", 9, 1);
   set_ints(s9, "starts", {-2});
