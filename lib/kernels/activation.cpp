@@ -26,12 +26,10 @@ KernelPtr make_kernel(FnKernel::Fn fn) { return std::make_unique<FnKernel>(std::
 // Converts 16-bit float inputs to float32 for `f` and the float32 output back.
 template <typename F>
 Status run_half_aware(KernelContext& ctx, std::vector<Tensor> ins, F f) {
-  DType half = DType::kUndefined;
+  // The output takes the first input's type (Pow: the base's), so only that one decides the way back.
+  const DType half = !ins.empty() && is_half_type(ins[0].dtype()) ? ins[0].dtype() : DType::kUndefined;
   for (auto& t : ins)
-    if (is_half_type(t.dtype())) {
-      half = t.dtype();
-      t = to_float32(t);
-    }
+    if (is_half_type(t.dtype())) t = to_float32(t);
   Tensor out;
   FRUGAL_RETURN_IF_ERROR(f(ins, out));
   ctx.set_output(0, half != DType::kUndefined && out.dtype() == DType::kFloat ? from_float32(out, half) : out);

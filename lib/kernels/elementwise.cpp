@@ -31,12 +31,10 @@ Status unsupported_dtype(const NodeDef& node, DType t) {
 // through unchanged.
 template <typename F>
 Status with_half_as_float(KernelContext& ctx, std::vector<Tensor> ins, F f) {
-  DType half = DType::kUndefined;
+  // The output takes the first input's type (Pow: the base's), so only that one decides the way back.
+  const DType half = !ins.empty() && is_half_type(ins[0].dtype()) ? ins[0].dtype() : DType::kUndefined;
   for (auto& t : ins)
-    if (is_half_type(t.dtype())) {
-      half = t.dtype();
-      t = to_float32(t);
-    }
+    if (is_half_type(t.dtype())) t = to_float32(t);
   Tensor out;
   FRUGAL_RETURN_IF_ERROR(f(ins, out));
   ctx.set_output(0, half != DType::kUndefined && out.dtype() == DType::kFloat ? from_float32(out, half) : out);

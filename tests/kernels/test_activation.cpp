@@ -16,10 +16,11 @@ namespace {
 
 NodeDef anode(const std::string& op, int opset, size_t n_in) {
   NodeDef n;
-  n.name = "t";
+  // Built from chars: GCC 12 at -O3 gives false -Wrestrict warnings on string literal assignment here.
+  n.name = std::string(1, 't');
   n.op_type = op;
   n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back("x" + std::to_string(i));
+  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, char('a' + i)));
   n.outputs = {"y"};
   return n;
 }

@@ -19,8 +19,8 @@ NodeDef node(const std::string& op, int opset, size_t n_in, size_t n_out = 1) {
   n.name = "t";
   n.op_type = op;
   n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back("x" + std::to_string(i));
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back("y" + std::to_string(i));
+  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, char('a' + i)));
+  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back(std::string(1, char('p' + i)));
   return n;
 }
 
@@ -172,6 +172,15 @@ TEST_CASE("Pow with mixed base and exponent types", "[elementwise]") {
   CHECK(vals<float>(run1(n, {tv<float>({3}, {1, 2, 3}), tv<int64_t>({3}, {4, 5, 6})})) ==
         std::vector<float>{1, 32, 729});
   CHECK(vals<int32_t>(run1(n, {tv<int32_t>({2}, {4, 9}), tv<float>({1}, {0.5f})})) == std::vector<int32_t>{2, 3});
+  // float base with a float16 exponent stays float; a float16 base stays float16.
+  Tensor he = Tensor::uninitialized(DType::kFloat16, {1});
+  he.mut<uint16_t>()[0] = float_to_half(3.f);
+  CHECK(vals<float>(run1(n, {tv<float>({2}, {2, -1}), he})) == std::vector<float>{8, -1});
+  Tensor hb = Tensor::uninitialized(DType::kFloat16, {1});
+  hb.mut<uint16_t>()[0] = float_to_half(1.5f);
+  auto hp = run1(n, {hb, tv<float>({1}, {2.f})});
+  REQUIRE(hp.dtype() == DType::kFloat16);
+  CHECK(half_to_float(hp.data<uint16_t>()[0]) == 2.25f);
   auto sq = vals<float>(run1(n, {tv<float>({3}, {-3, 0.5f, 2}), Tensor::scalar<float>(2.f)}));
   CHECK(sq == std::vector<float>{9, 0.25f, 4});
   auto g = vals<float>(run1(n, {tv<float>({2}, {2, 4}), tv<float>({2}, {-1, 1.5f})}));
