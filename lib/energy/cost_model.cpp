@@ -251,9 +251,18 @@ StatusOr<NodeCost> node_cost(const NodeDef& node, const std::vector<CostInput>& 
 
   // ---- bytes ----
   if (c.family == "view" || c.fused) return c;  // metadata only / fused into the neighbouring ops
-  for (const auto& i : inputs) {
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const CostInput& i = inputs[k];
     if (i.dtype == DType::kUndefined) continue;
     const double n = numel_d(i.shape);
+    if (i.is_weight && k == 0 && c.family == "movement" && !outputs.empty() && dtype_is_float(i.dtype)) {
+      // An embedding table (Gather) or a sliced constant: a parameter, but a run reads only the rows it
+      // selects, i.e. as many bytes as it writes.
+      const DType st = i.stored_dtype != DType::kUndefined ? i.stored_dtype : i.dtype;
+      c.params += static_cast<int64_t>(n);
+      c.weight_bytes += static_cast<double>(storage_bytes(st, static_cast<int64_t>(numel_d(out0))));
+      continue;
+    }
     if (i.is_weight) {
       const DType st = i.stored_dtype != DType::kUndefined ? i.stored_dtype : i.dtype;
       c.weight_bytes += static_cast<double>(storage_bytes(st, static_cast<int64_t>(n)));

@@ -193,6 +193,17 @@ TEST_CASE("Elementwise ops count FLOPs, not MACs; views cost nothing", "[energy]
   CHECK(v->flops == 0);
 }
 
+TEST_CASE("Embedding Gather: the table is a parameter, a run reads only the selected rows", "[energy]") {
+  // Table [1000, 64] float, ids [2, 7] int64 -> [2, 7, 64]: params 64000; reads 14 rows = 14 * 64 * 4 bytes.
+  auto c = node_cost(make_node("Gather"), {weight({1000, 64}), act({2, 7}, DType::kInt64)}, {out({2, 7, 64})});
+  REQUIRE(c.ok());
+  CHECK(c->params == 64000);
+  CHECK(c->weight_bytes == 14 * 64 * 4);
+  CHECK(c->act_read_bytes == 14 * 8);
+  CHECK(c->act_write_bytes == 14 * 64 * 4);
+  CHECK(c->macs == 0);
+}
+
 TEST_CASE("QDQ int8: compute dtype int8, 1-byte weights and activations", "[energy]") {
   CostInput x = act({1, 16, 8, 8});
   x.quantized_from = DType::kUInt8;
@@ -402,11 +413,19 @@ TEST_CASE("VGG-19: 19.6 GMACs, 143.67 M parameters", "[energy][light]") {
   CHECK(c.params == 143667240);
 }
 
-TEST_CASE("AlexNet (BVLC, grouped convs): 724 M MACs", "[energy][light]") {
+TEST_CASE("AlexNet (BVLC, grouped convs) at its declared 224x224 input", "[energy][light]") {
   // Sze, Chen, Yang, Emer, "Efficient Processing of Deep Neural Networks: A Tutorial and Survey",
-  // Proc. IEEE 2017, Table 4 (AlexNet): 724 M MACs in total (666 M conv + 58.6 M FC), 61 M weights.
+  // Proc. IEEE 2017, Table 4 (AlexNet): 724 M MACs = 666 M conv + 58.6 M fully connected, 61 M weights,
+  // for the Caffe definition's 227x227 input. This ONNX file declares 224x224 (and pads its last pool to
+  // keep fc6 at 9216 inputs), so the FC part matches the published figure and the conv part is
+  // hand-derived for 224: conv1 96*54*54*(3*11*11) = 101,616,768; conv2 256*26*26*(48*25) = 207,667,200;
+  // conv3 384*12*12*(256*9) = 127,401,984; conv4 384*12*12*(192*9) = 95,551,488;
+  // conv5 256*12*12*(192*9) = 63,700,992; total 595,938,432.
   auto c = light_cost("light_bvlc_alexnet.onnx");
-  CHECK(c.macs == Approx(724e6).epsilon(0.02));
+  double conv = 0, fc = 0;
+  for (const auto& n : c.nodes) (n.op_type == "Conv" ? conv : fc) += n.macs;
+  CHECK(fc == Approx(58.6e6).epsilon(0.002));
+  CHECK(conv == 595938432.0);
   CHECK(static_cast<double>(c.params) == Approx(61e6).epsilon(0.02));
 }
 
