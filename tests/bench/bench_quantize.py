@@ -112,6 +112,16 @@ def main():
     held = Path(a.heldout) if a.heldout else tmp / "held.npz"
     if not a.heldout:
         np.savez(held, **synthetic(a.model, a.heldout_count, 2, dims))
+    # onnxruntime's quantize_static writes per-channel DequantizeLinear (axis, opset 13) without raising
+    # the opset, so an older model comes out invalid; both tools get the model converted to opset 13.
+    import onnx
+    from onnx import version_converter
+    src = onnx.load(a.model)
+    if max(o.version for o in src.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        conv = tmp / (Path(a.model).stem + "_opset13.onnx")
+        onnx.save(version_converter.convert_version(src, 13), str(conv))
+        print(f"converted {a.model} to opset 13 for both tools: {conv}")
+        a.model = str(conv)
     hz = np.load(held)
     samples = [{k: hz[k][i] for k in hz.keys()} for i in range(hz[list(hz.keys())[0]].shape[0])]
     n_calib = np.load(calib)[list(np.load(calib).keys())[0]].shape[0]
