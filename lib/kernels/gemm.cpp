@@ -1,7 +1,13 @@
 // GEMM dispatch: the generic Eigen build plus run-time selection of the AVX2 / AVX-512 builds.
 #include "gemm.h"
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include <Eigen/Core>
+
+#include "frugal/parallel.h"
 
 #define FRUGAL_GEMM_NS generic
 #include "gemm_impl.h"
@@ -43,39 +49,76 @@ Isa isa() {
   return v;
 }
 
+// Runs `serial(ta, tb, m, n, K, A', B', C')` on independent blocks of C, one per thread: columns when
+// N is the larger side, else rows. Each block is a complete GEMM, so threads never wait on each other.
+template <typename T, typename F>
+void split_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
+                int64_t ldb, T* C, int64_t ldc, F&& serial) {
+  const int threads = omp_in_parallel() ? 1 : num_threads();
+  const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  const bool by_cols = N >= M;
+  const int64_t extent = by_cols ? N : M, align = by_cols ? 16 : 8;
+  const int64_t parts = std::min<int64_t>(threads, extent / align);
+  if (parts < 2 || flops < 1.0e6) {
+    serial(ta, tb, M, N, K, A, B, C);
+    return;
+  }
+  const int64_t per = ((extent + parts - 1) / parts + align - 1) / align * align;
+  parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t b = p * per, e = std::min(extent, b + per);
+      if (b >= e) continue;
+      if (by_cols)
+        serial(ta, tb, M, e - b, K, A, tb ? B + b * ldb : B + b, C + b);
+      else
+        serial(ta, tb, e - b, N, K, ta ? A + b : A + b * lda, B, C + b * ldc);
+    }
+  });
+}
+
 }  // namespace
 
 void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  switch (isa()) {
+  const Isa v = isa();
+  split_gemm<float>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                    [&](bool a_t, bool b_t, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+                      switch (v) {
 #ifdef FRUGAL_GEMM_X86
-    case Isa::kAvx512:
-      return avx512::gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    case Isa::kAvx2:
-      return avx2::gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                        case Isa::kAvx512:
+                          return avx512::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                        case Isa::kAvx2:
+                          return avx2::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
-    default:
-      return generic::gemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
+                        default:
+                          return generic::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                      }
+                    });
 }
 
 void gemm_s32(int64_t M, int64_t N, int64_t K, const int32_t* A, int64_t lda, const int32_t* B, int64_t ldb,
               int32_t* C, int64_t ldc) {
-  switch (isa()) {
+  const Isa v = isa();
+  split_gemm<int32_t>(false, false, M, N, K, A, lda, B, ldb, C, ldc,
+                      [&](bool, bool, int64_t m, int64_t n, int64_t k, const int32_t* a, const int32_t* b, int32_t* c) {
+                        switch (v) {
 #ifdef FRUGAL_GEMM_X86
-    case Isa::kAvx512:
-      return avx512::gemm_s32(M, N, K, A, lda, B, ldb, C, ldc);
-    case Isa::kAvx2:
-      return avx2::gemm_s32(M, N, K, A, lda, B, ldb, C, ldc);
+                          case Isa::kAvx512:
+                            return avx512::gemm_s32(m, n, k, a, lda, b, ldb, c, ldc);
+                          case Isa::kAvx2:
+                            return avx2::gemm_s32(m, n, k, a, lda, b, ldb, c, ldc);
 #endif
-    default:
-      return generic::gemm_s32(M, N, K, A, lda, B, ldb, C, ldc);
-  }
+                          default:
+                            return generic::gemm_s32(m, n, k, a, lda, b, ldb, c, ldc);
+                        }
+                      });
 }
 
 void gemm_f64(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
               const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
-  generic::gemm_t<double>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  split_gemm<double>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
+                     [&](bool a_t, bool b_t, int64_t m, int64_t n, int64_t k, const double* a, const double* b,
+                         double* c) { generic::gemm_t<double>(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
 }
 
 const char* gemm_isa() {

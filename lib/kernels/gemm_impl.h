@@ -33,6 +33,9 @@ template <typename T>
 static void gemm_t(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                    const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  // Threads are split by gemm.cpp into independent blocks; Eigen's own threaded GEMM synchronises by
+  // spinning, which stalls badly when the machine is oversubscribed.
+  Eigen::setNbThreads(1);
   MMap<T> c(C, M, N, Eigen::OuterStride<>(ldc));
   if (K <= 0) {
     if (beta == T(0))

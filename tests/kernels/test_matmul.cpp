@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "frugal/kernel.h"
@@ -285,4 +286,26 @@ TEST_CASE("QLinearMatMul requantizes with round half to even", "[matmul]") {
       REQUIRE(yv[i * N + j] == q);
     }
   CHECK(saturated > 0);
+}
+
+TEST_CASE("MatMul large enough to split over threads by rows and by columns", "[matmul]") {
+  // M > N splits rows, N > M splits columns (when more than one thread is configured).
+  for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{403, 24, 67}, {24, 403, 67}}) {
+    auto a = rand_floats(static_cast<size_t>(M * K), 31);
+    auto b = rand_floats(static_cast<size_t>(K * N), 32);
+    Tensor y = mm_run(mm_node("MatMul", 13, 2),
+                      {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
+    check_close(y, ref_mm(a.data(), b.data(), M, N, K));
+    // the same product through Gemm with transposed operands
+    std::vector<float> at(a.size()), bt(b.size());
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) at[static_cast<size_t>(k * M + i)] = a[static_cast<size_t>(i * K + k)];
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) bt[static_cast<size_t>(j * K + k)] = b[static_cast<size_t>(k * N + j)];
+    NodeDef g = mm_node("Gemm", 13, 2);
+    mm_int(g, "transA", 1);
+    mm_int(g, "transB", 1);
+    Tensor yg = mm_run(g, {Tensor::from_vector<float>({K, M}, at), Tensor::from_vector<float>({N, K}, bt)});
+    check_close(yg, ref_mm(a.data(), b.data(), M, N, K));
+  }
 }
