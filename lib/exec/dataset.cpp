@@ -65,9 +65,12 @@ Status check_inputs(const Graph& graph, const NamedTensors& inputs, const std::m
 
 namespace {
 
-// Binds tensors that carry names (possibly empty or foreign) to graph inputs: by name when every
-// name matches an input, otherwise by position.
-StatusOr<NamedTensors> bind_to_inputs(const Graph& graph, NamedTensors raw, const std::string& where) {
+// Renames stored arrays to graph inputs: kept when every name matches an input, otherwise bound by
+// position (unnamed tensors, numpy's arr_0...).
+template <typename T>
+StatusOr<std::vector<std::pair<std::string, T>>> bind_to_inputs(const Graph& graph,
+                                                                 std::vector<std::pair<std::string, T>> raw,
+                                                                 const std::string& where) {
   const auto& ins = graph.inputs();
   bool all_named = !raw.empty();
   for (const auto& kv : raw) {
@@ -81,6 +84,68 @@ StatusOr<NamedTensors> bind_to_inputs(const Graph& graph, NamedTensors raw, cons
                        std::to_string(ins.size()) + " inputs");
   for (size_t i = 0; i < raw.size(); ++i) raw[i].first = ins[i].name;
   return raw;
+}
+
+struct SampleLayout {
+  size_t count = 1;
+  bool stacked = false;
+};
+
+// The stacking rule: arrays with one more dim than their input are stacks of samples on axis 0 (all
+// with the same count); arrays with the input's rank are one sample.
+StatusOr<SampleLayout> sample_layout(const Graph& g, const std::vector<std::pair<std::string, Shape>>& arrays,
+                                     const std::string& where) {
+  int stacked = -1;
+  SampleLayout out;
+  for (const auto& [name, shape] : arrays) {
+    const ValueInfo* vi = nullptr;
+    for (const auto& in : g.inputs())
+      if (in.name == name) vi = &in;
+    if (!vi) return InvalidData(where + ": array '" + name + "' is not an input of the model");
+    if (!vi->has_shape) {
+      if (stacked == 1) return InvalidData(where + ": cannot tell samples apart for '" + name + "' (no declared shape)");
+      stacked = 0;
+      continue;
+    }
+    const bool s = shape.size() == vi->dims.size() + 1;
+    if (stacked >= 0 && stacked != static_cast<int>(s))
+      return InvalidData(where + ": some arrays are stacks of samples and some are single samples");
+    stacked = s;
+    if (s) {
+      const size_t n = static_cast<size_t>(shape[0]);
+      if (out.count != 1 && n != out.count)
+        return InvalidData(where + ": array '" + name + "' holds " + std::to_string(n) + " samples, others " +
+                           std::to_string(out.count));
+      out.count = n;
+    }
+  }
+  out.stacked = stacked == 1;
+  return out;
+}
+
+// Sample i of arrays laid out as `layout`, checked against the graph.
+StatusOr<NamedTensors> take_sample(const Graph& g, const NamedTensors& arrays, const SampleLayout& layout, size_t i,
+                                   const std::map<std::string, int64_t>& dims, const std::string& where) {
+  NamedTensors s;
+  for (const auto& kv : arrays) {
+    if (!layout.stacked) {
+      s.emplace_back(kv.first, kv.second);
+      continue;
+    }
+    Shape sub(kv.second.shape().begin() + 1, kv.second.shape().end());
+    const size_t bytes = storage_bytes(kv.second.dtype(), shape_numel(sub));
+    const char* base = static_cast<const char*>(kv.second.raw()) + bytes * i;
+    s.emplace_back(kv.first, Tensor::from_bytes(kv.second.dtype(), sub, base));
+  }
+  Status st = check_inputs(g, s, dims);
+  if (!st.ok()) return st.with_context(where + (layout.stacked ? " sample " + std::to_string(i) : std::string()));
+  return s;
+}
+
+std::vector<std::pair<std::string, Shape>> shapes_of(const NamedTensors& arrays) {
+  std::vector<std::pair<std::string, Shape>> v;
+  for (const auto& kv : arrays) v.emplace_back(kv.first, kv.second.shape());
+  return v;
 }
 
 int trailing_number(const std::string& s) {
@@ -174,35 +239,19 @@ class TestDataSetDataset : public Dataset {
 
 class StackedDataset : public Dataset {
  public:
-  StackedDataset(const Graph& g, NamedTensors arrays, size_t count, bool stacked, std::string what, std::string fp,
+  StackedDataset(const Graph& g, NamedTensors arrays, SampleLayout layout, std::string what, std::string fp,
                  std::map<std::string, int64_t> dims)
-      : graph_(g), arrays_(std::move(arrays)), count_(count), stacked_(stacked), what_(std::move(what)),
-        fp_(std::move(fp)), dims_(std::move(dims)) {}
-  size_t size() const override { return count_; }
-  std::string describe() const override { return std::to_string(count_) + " sample(s) from " + what_; }
+      : graph_(g), arrays_(std::move(arrays)), layout_(layout), what_(std::move(what)), fp_(std::move(fp)),
+        dims_(std::move(dims)) {}
+  size_t size() const override { return layout_.count; }
+  std::string describe() const override { return std::to_string(layout_.count) + " sample(s) from " + what_; }
   std::string fingerprint() const override { return fp_; }
-  StatusOr<NamedTensors> get(size_t i) override {
-    NamedTensors s;
-    for (const auto& kv : arrays_) {
-      if (!stacked_) {
-        s.emplace_back(kv.first, kv.second);
-        continue;
-      }
-      Shape sub(kv.second.shape().begin() + 1, kv.second.shape().end());
-      const size_t bytes = storage_bytes(kv.second.dtype(), shape_numel(sub));
-      const char* base = static_cast<const char*>(kv.second.raw()) + bytes * i;
-      s.emplace_back(kv.first, Tensor::from_bytes(kv.second.dtype(), sub, base));
-    }
-    Status st = check_inputs(graph_, s, dims_);
-    if (!st.ok()) return st.with_context(what_ + " sample " + std::to_string(i));
-    return s;
-  }
+  StatusOr<NamedTensors> get(size_t i) override { return take_sample(graph_, arrays_, layout_, i, dims_, what_); }
 
  private:
   const Graph& graph_;
   NamedTensors arrays_;
-  size_t count_;
-  bool stacked_;
+  SampleLayout layout_;
   std::string what_, fp_;
   std::map<std::string, int64_t> dims_;
 };
@@ -210,71 +259,77 @@ class StackedDataset : public Dataset {
 StatusOr<std::unique_ptr<Dataset>> stacked_from_arrays(const Graph& g, NamedTensors raw, const fs::path& path,
                                                        const DatasetOptions& opts) {
   FRUGAL_ASSIGN_OR_RETURN(NamedTensors arrays, bind_to_inputs(g, std::move(raw), path.string()));
-  // Stacked when every array has one more dim than its input.
-  int stacked = -1;
-  size_t count = 1;
-  for (const auto& kv : arrays) {
-    const ValueInfo* vi = nullptr;
-    for (const auto& in : g.inputs())
-      if (in.name == kv.first) vi = &in;
-    if (!vi) return InvalidData(path.string() + ": array '" + kv.first + "' is not an input of the model");
-    if (!vi->has_shape) {
-      if (stacked == 1) return InvalidData(path.string() + ": cannot tell samples apart for '" + kv.first + "' (no declared shape)");
-      stacked = 0;
-      continue;
-    }
-    const bool s = kv.second.rank() == static_cast<int64_t>(vi->dims.size()) + 1;
-    if (stacked >= 0 && stacked != static_cast<int>(s))
-      return InvalidData(path.string() + ": some arrays are stacks of samples and some are single samples");
-    stacked = s;
-    if (s) {
-      const size_t n = static_cast<size_t>(kv.second.shape()[0]);
-      if (count != 1 && n != count)
-        return InvalidData(path.string() + ": array '" + kv.first + "' holds " + std::to_string(n) + " samples, others " +
-                           std::to_string(count));
-      count = n;
-    }
-  }
+  FRUGAL_ASSIGN_OR_RETURN(SampleLayout layout, sample_layout(g, shapes_of(arrays), path.string()));
   FRUGAL_ASSIGN_OR_RETURN(std::string fp, sha256_file(path));
-  return std::unique_ptr<Dataset>(
-      new StackedDataset(g, std::move(arrays), count, stacked == 1, path.string(), fp, opts.dims));
+  return std::unique_ptr<Dataset>(new StackedDataset(g, std::move(arrays), layout, path.string(), fp, opts.dims));
 }
 
 // ---- a folder of per-sample files ---------------------------------------------------------------------
 
+// .npz (or .npy) files, each one sample or a stack of samples by the same rule as a single file.
+// Only array headers are read up front; each file's data is read when its samples are asked for,
+// and only the current file is kept.
 class FileDirDataset : public Dataset {
  public:
-  FileDirDataset(const Graph& g, std::vector<fs::path> files, fs::path root, std::map<std::string, int64_t> dims)
-      : graph_(g), files_(std::move(files)), root_(std::move(root)), dims_(std::move(dims)) {}
-  size_t size() const override { return files_.size(); }
-  std::string describe() const override { return std::to_string(files_.size()) + " sample file(s) in " + root_.string(); }
+  static StatusOr<std::unique_ptr<Dataset>> open(const Graph& g, std::vector<fs::path> files, fs::path root,
+                                                 std::map<std::string, int64_t> dims) {
+    std::unique_ptr<FileDirDataset> d(new FileDirDataset(g, std::move(files), std::move(root), std::move(dims)));
+    size_t total = 0;
+    for (const auto& f : d->files_) {
+      std::vector<std::pair<std::string, Shape>> shapes;
+      if (f.extension() == ".npz") {
+        FRUGAL_ASSIGN_OR_RETURN(auto headers, read_npz_headers(f));
+        for (auto& h : headers) shapes.emplace_back(h.first, h.second.shape);
+      } else {
+        FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, read_npy_header(f));
+        shapes.emplace_back("", h.shape);
+      }
+      FRUGAL_ASSIGN_OR_RETURN(shapes, bind_to_inputs(g, std::move(shapes), f.string()));
+      FRUGAL_ASSIGN_OR_RETURN(SampleLayout layout, sample_layout(g, shapes, f.string()));
+      d->layouts_.push_back(layout);
+      total += layout.count;
+      d->ends_.push_back(total);
+    }
+    return std::unique_ptr<Dataset>(d.release());
+  }
+  size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
+  std::string describe() const override {
+    return std::to_string(size()) + " sample(s) in " + std::to_string(files_.size()) + " file(s) in " + root_.string();
+  }
   std::string fingerprint() const override {
     auto fp = fingerprint_files(files_, root_);
     return fp.ok() ? *fp : "unreadable";
   }
   StatusOr<NamedTensors> get(size_t i) override {
-    const fs::path& f = files_[i];
-    NamedTensors raw;
-    if (f.extension() == ".npz") {
-      FRUGAL_ASSIGN_OR_RETURN(raw, read_npz(f));
-    } else if (f.extension() == ".npy") {
-      FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(f));
-      raw.emplace_back("", std::move(t));
-    } else {
-      FRUGAL_ASSIGN_OR_RETURN(auto t, read_tensor_pb(f));
-      raw.emplace_back(t.first, std::move(t.second));
+    const size_t k = static_cast<size_t>(std::upper_bound(ends_.begin(), ends_.end(), i) - ends_.begin());
+    if (k >= files_.size()) return InvalidArgument("sample " + std::to_string(i) + " out of range");
+    const fs::path& f = files_[k];
+    if (loaded_ != k) {
+      NamedTensors raw;
+      if (f.extension() == ".npz") {
+        FRUGAL_ASSIGN_OR_RETURN(raw, read_npz(f));
+      } else {
+        FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(f));
+        raw.emplace_back("", std::move(t));
+      }
+      FRUGAL_ASSIGN_OR_RETURN(current_, bind_to_inputs(graph_, std::move(raw), f.string()));
+      loaded_ = k;
     }
-    FRUGAL_ASSIGN_OR_RETURN(NamedTensors s, bind_to_inputs(graph_, std::move(raw), f.string()));
-    Status st = check_inputs(graph_, s, dims_);
-    if (!st.ok()) return st.with_context(f.string());
-    return s;
+    const size_t first = k == 0 ? 0 : ends_[k - 1];
+    return take_sample(graph_, current_, layouts_[k], i - first, dims_, f.string());
   }
 
  private:
+  FileDirDataset(const Graph& g, std::vector<fs::path> files, fs::path root, std::map<std::string, int64_t> dims)
+      : graph_(g), files_(std::move(files)), root_(std::move(root)), dims_(std::move(dims)) {}
   const Graph& graph_;
   std::vector<fs::path> files_;
   fs::path root_;
   std::map<std::string, int64_t> dims_;
+  std::vector<SampleLayout> layouts_;
+  std::vector<size_t> ends_;  // cumulative sample counts
+  size_t loaded_ = SIZE_MAX;
+  NamedTensors current_;
 };
 
 // ---- synthetic ------------------------------------------------------------------------------------------
@@ -383,13 +438,13 @@ StatusOr<std::unique_ptr<Dataset>> open_dataset(const Graph& graph, const fs::pa
   });
   if (!sets.empty()) return std::unique_ptr<Dataset>(new TestDataSetDataset(graph, sets, path, opts.dims));
   auto npz = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npz"; });
-  if (!npz.empty()) return std::unique_ptr<Dataset>(new FileDirDataset(graph, npz, path, opts.dims));
+  if (!npz.empty()) return FileDirDataset::open(graph, npz, path, opts.dims);
   auto npy = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npy"; });
   if (!npy.empty()) {
     if (graph.inputs().size() != 1)
       return InvalidData("'" + path.string() + "' holds .npy files, which only serve single-input models; this model has " +
                          std::to_string(graph.inputs().size()) + " inputs (use .npz)");
-    return std::unique_ptr<Dataset>(new FileDirDataset(graph, npy, path, opts.dims));
+    return FileDirDataset::open(graph, npy, path, opts.dims);
   }
   return InvalidData("no samples found in '" + path.string() +
                      "' (expected test_data_set_N/ folders, input_K.pb files, .npz or .npy files)");

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <regex>
 
 #include "frugal/dataset.h"
@@ -54,7 +55,7 @@ const char* descr_for(DType t) {
 
 }  // namespace
 
-StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what) {
+StatusOr<NpyHeader> parse_npy_header(const void* data, size_t size, const std::string& what) {
   const auto* p = static_cast<const unsigned char*>(data);
   if (size < 10 || std::memcmp(p, "\x93NUMPY", 6) != 0) return InvalidData(what + ": not a .npy file (bad magic)");
   const int major = p[6];
@@ -85,12 +86,17 @@ StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& wha
   static const std::regex int_re(R"(\d+)");
   for (auto it = std::sregex_iterator(dims.begin(), dims.end(), int_re); it != std::sregex_iterator(); ++it)
     shape.push_back(std::stoll(it->str()));
-  const size_t need = storage_bytes(dt, shape_numel(shape));
-  const size_t body = size - offset - header_len;
+  return NpyHeader{dt, shape, offset + header_len};
+}
+
+StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what) {
+  FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, parse_npy_header(data, size, what));
+  const size_t need = storage_bytes(h.dtype, shape_numel(h.shape));
+  const size_t body = size - h.data_offset;
   if (body < need)
-    return InvalidData(what + ": array " + shape_str(shape) + " of " + dtype_name(dt) + " needs " + std::to_string(need) +
-                       " bytes but the file holds " + std::to_string(body));
-  return Tensor::from_bytes(dt, shape, p + offset + header_len);
+    return InvalidData(what + ": array " + shape_str(h.shape) + " of " + dtype_name(h.dtype) + " needs " +
+                       std::to_string(need) + " bytes but the file holds " + std::to_string(body));
+  return Tensor::from_bytes(h.dtype, h.shape, static_cast<const char*>(data) + h.data_offset);
 }
 
 StatusOr<Tensor> read_npy(const std::filesystem::path& path) {
@@ -117,14 +123,17 @@ Status write_npy(const std::filesystem::path& path, const Tensor& t) {
   return write_file_atomic(path, out);
 }
 
-StatusOr<NamedTensors> read_npz(const std::filesystem::path& path) {
+namespace {
+
+// Calls fn(name, bytes) for each .npy entry of an .npz, reading at most `limit` bytes of each.
+Status for_each_npz_entry(const std::filesystem::path& path, size_t limit,
+                          const std::function<Status(const std::string&, const std::string&)>& fn) {
   int err = 0;
   zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &err);
   if (!z) {
     if (!std::filesystem::exists(path)) return NotFound("array archive '" + path.string() + "' does not exist");
     return InvalidData("'" + path.string() + "' is not a valid .npz (zip) archive");
   }
-  NamedTensors out;
   const zip_int64_t n = zip_get_num_entries(z, 0);
   Status status;
   for (zip_int64_t i = 0; i < n && status.ok(); ++i) {
@@ -135,28 +144,55 @@ StatusOr<NamedTensors> read_npz(const std::filesystem::path& path) {
     }
     std::string name = st.name;
     if (name.size() < 4 || name.substr(name.size() - 4) != ".npy") continue;
-    std::string buf(static_cast<size_t>(st.size), '\0');
+    const size_t want = std::min<size_t>(static_cast<size_t>(st.size), limit);
+    std::string buf(want, '\0');
     zip_file_t* f = zip_fopen_index(z, static_cast<zip_uint64_t>(i), 0);
     if (!f) {
       status = InvalidData(path.string() + ": cannot open entry '" + name + "'");
       break;
     }
-    const zip_int64_t got = zip_fread(f, buf.data(), st.size);
+    const zip_int64_t got = zip_fread(f, buf.data(), want);
     zip_fclose(f);
-    if (got != static_cast<zip_int64_t>(st.size)) {
+    if (got != static_cast<zip_int64_t>(want)) {
       status = InvalidData(path.string() + ": entry '" + name + "' is truncated or corrupt");
       break;
     }
-    auto t = parse_npy(buf.data(), buf.size(), path.string() + ":" + name);
-    if (!t.ok()) {
-      status = t.status();
-      break;
-    }
-    out.emplace_back(name.substr(0, name.size() - 4), std::move(t).value());
+    status = fn(name.substr(0, name.size() - 4), buf);
   }
   zip_close(z);
-  if (!status.ok()) return status;
+  return status;
+}
+
+}  // namespace
+
+StatusOr<NamedTensors> read_npz(const std::filesystem::path& path) {
+  NamedTensors out;
+  FRUGAL_RETURN_IF_ERROR(for_each_npz_entry(path, SIZE_MAX, [&](const std::string& name, const std::string& bytes) {
+    FRUGAL_ASSIGN_OR_RETURN(Tensor t, parse_npy(bytes.data(), bytes.size(), path.string() + ":" + name));
+    out.emplace_back(name, std::move(t));
+    return OkStatus();
+  }));
   return out;
+}
+
+StatusOr<std::vector<std::pair<std::string, NpyHeader>>> read_npz_headers(const std::filesystem::path& path) {
+  std::vector<std::pair<std::string, NpyHeader>> out;
+  // A v1 header is at most 65535 bytes after the 10-byte preamble; numpy writes far less.
+  FRUGAL_RETURN_IF_ERROR(for_each_npz_entry(path, 65546, [&](const std::string& name, const std::string& bytes) {
+    FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, parse_npy_header(bytes.data(), bytes.size(), path.string() + ":" + name));
+    out.emplace_back(name, std::move(h));
+    return OkStatus();
+  }));
+  return out;
+}
+
+StatusOr<NpyHeader> read_npy_header(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("array file '" + path.string() + "' cannot be opened");
+  std::string buf(65546, '\0');
+  in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+  buf.resize(static_cast<size_t>(in.gcount()));
+  return parse_npy_header(buf.data(), buf.size(), path.string());
 }
 
 }  // namespace frugal

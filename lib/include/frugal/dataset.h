@@ -3,7 +3,8 @@
 //     when names are empty), or one such folder;
 //   - a single .npz (keys = input names, or arr_0.. bound by position): arrays of the input's rank
 //     are one sample; arrays of rank + 1 are a stack of samples along axis 0;
-//   - a directory of .npz files (one sample each), or of .npy files for single-input models;
+//   - a directory of .npz files (or .npy files for single-input models), each one sample or a stack
+//     of samples by the same rule, taken file by file in name order;
 //   - a single .pb or .npy file for a single-input model;
 //   - synthetic inputs drawn from the declared shapes (symbolic dims from --dims).
 // Readers check dtype and shape against the model and name the input that is wrong.
@@ -61,6 +62,15 @@ Status check_inputs(const Graph& graph, const NamedTensors& inputs, const std::m
 StatusOr<NamedTensors> read_reference_outputs(const Graph& graph, const std::filesystem::path& dir, size_t sample);
 
 // numpy formats.
+struct NpyHeader {
+  DType dtype = DType::kUndefined;
+  Shape shape;
+  size_t data_offset = 0;  // where the array data starts
+};
+StatusOr<NpyHeader> parse_npy_header(const void* data, size_t size, const std::string& what);
+StatusOr<NpyHeader> read_npy_header(const std::filesystem::path& path);
+// Headers of every array of an .npz, read without decompressing the data.
+StatusOr<std::vector<std::pair<std::string, NpyHeader>>> read_npz_headers(const std::filesystem::path& path);
 StatusOr<Tensor> read_npy(const std::filesystem::path& path);
 StatusOr<Tensor> parse_npy(const void* data, size_t size, const std::string& what);
 Status write_npy(const std::filesystem::path& path, const Tensor& t);
