@@ -22,6 +22,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+std::string joules(double j) {
+  if (std::fabs(j) >= 1) return fmt_fixed(j, 3) + " J";
+  if (std::fabs(j) >= 1e-3) return fmt_fixed(j * 1e3, 3) + " mJ";
+  return fmt_fixed(j * 1e6, 3) + " uJ";
+}
+
 double percentile(std::vector<double> v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -207,14 +213,14 @@ Command add_bench_command(CLI::App& root, const GlobalOptions& g) {
     t.add_row({"latency p90", fmt_seconds(percentile(lat, 0.9))});
     t.add_row({"throughput", fmt_fixed(static_cast<double>(lat.size()) / total, 2) + " inferences/s"});
     if (est) {
-      t.add_row({"energy/inference, per-op estimate (" + prof.name + ")", fmt_fixed(est->per_op_energy_j * 1e3, 4) + " mJ"});
+      t.add_row({"energy/inference, per-op estimate (" + prof.name + ")", joules(est->per_op_energy_j)});
       t.add_row({"energy/inference, roofline estimate (" + prof.name + ")",
-                 fmt_fixed(est->roofline_energy_j * 1e3, 4) + " mJ"});
+                 joules(est->roofline_energy_j)});
     }
     if (jm.value("available", false)) {
       t.add_row({"energy/inference, measured (" + jm["meter"].get<std::string>() + ")",
-                 fmt_fixed(jm["j_per_inference"].get<double>() * 1e3, 4) + " mJ"});
-      t.add_row({"energy/inference above idle, measured", fmt_fixed(jm["j_per_inference_above_idle"].get<double>() * 1e3, 4) + " mJ"});
+                 joules(jm["j_per_inference"].get<double>())});
+      t.add_row({"energy/inference above idle, measured", joules(jm["j_per_inference_above_idle"].get<double>())});
       if (jm.contains("ratio_measured_to_per_op_estimate"))
         t.add_row({"measured / per-op estimate", fmt_fixed(jm["ratio_measured_to_per_op_estimate"].get<double>(), 3)});
     }

@@ -156,6 +156,26 @@ Json model_json(const ModelCost& m, const EnergyEstimate& e, const DeviceProfile
 
 double ratio(double a, double b) { return b > 0 ? a / b : 0; }
 
+std::string fmt_joules(double j) {
+  const double a = std::fabs(j);
+  if (a >= 1) return fmt_fixed(j, 3) + " J";
+  if (a >= 1e-3) return fmt_fixed(j * 1e3, 3) + " mJ";
+  if (a >= 1e-6 || a == 0) return fmt_fixed(j * 1e6, 3) + " uJ";
+  return fmt_fixed(j * 1e9, 3) + " nJ";
+}
+
+std::string fmt_kwh(double kwh) {
+  if (kwh >= 1) return fmt_fixed(kwh, 3) + " kWh";
+  if (kwh >= 1e-3) return fmt_fixed(kwh * 1e3, 3) + " Wh";
+  return fmt_fixed(kwh * 1e6, 3) + " mWh";
+}
+
+std::string fmt_grams(double g) {
+  if (g >= 1e3) return fmt_fixed(g / 1e3, 3) + " kg";
+  if (g >= 1) return fmt_fixed(g, 3) + " g";
+  return fmt_fixed(g * 1e3, 3) + " mg";
+}
+
 }  // namespace
 
 EnergyEstimate estimate_energy(const ModelCost& cost, const DeviceProfile& p, const Region& region,
@@ -259,11 +279,11 @@ std::string energy_report_text(const ModelCost& model, const EnergyEstimate& est
                                const EnergyEstimate* compare_est) {
   std::string out;
   auto family_table = [&](const ModelCost& m, const EnergyEstimate& e) {
-    TextTable t({"family", "nodes", "MACs", "other FLOPs", "params", "bytes", "time (est.)", "energy/op model (est.)"});
+    TextTable t({"family", "nodes", "MACs", "other FLOPs", "params", "bytes", "time (est.)", "energy, per-op (est.)"});
     for (const auto& kv : by_family(m, e))
       t.add_row({kv.first, std::to_string(kv.second.nodes), fmt_count(kv.second.macs), fmt_count(kv.second.flops),
                  fmt_count(static_cast<double>(kv.second.params)), fmt_bytes(kv.second.bytes),
-                 fmt_seconds(kv.second.time_s), fmt_fixed(kv.second.energy_j * 1e3, 4) + " mJ"});
+                 fmt_seconds(kv.second.time_s), fmt_joules(kv.second.energy_j)});
     return t.str();
   };
   out += "model: " + model.model_path + "\n" + family_table(model, est);
@@ -293,15 +313,14 @@ std::string energy_report_text(const ModelCost& model, const EnergyEstimate& est
   auto bytes = [](const ModelCost& m) { return m.weight_bytes + m.act_read_bytes + m.act_write_bytes; };
   row("memory traffic", bytes(model), bytes(c), fmt_bytes(bytes(model)), fmt_bytes(bytes(c)));
   row("time, roofline (est.)", est.time_s, ce.time_s, fmt_seconds(est.time_s), fmt_seconds(ce.time_s));
-  row("energy, roofline x TDP (est.)", est.roofline_energy_j, ce.roofline_energy_j,
-      fmt_fixed(est.roofline_energy_j * 1e3, 4) + " mJ", fmt_fixed(ce.roofline_energy_j * 1e3, 4) + " mJ");
-  row("energy, per-op model (est.)", est.per_op_energy_j, ce.per_op_energy_j,
-      fmt_fixed(est.per_op_energy_j * 1e3, 4) + " mJ", fmt_fixed(ce.per_op_energy_j * 1e3, 4) + " mJ");
+  row("energy, roofline x TDP (est.)", est.roofline_energy_j, ce.roofline_energy_j, fmt_joules(est.roofline_energy_j),
+      fmt_joules(ce.roofline_energy_j));
+  row("energy, per-op model (est.)", est.per_op_energy_j, ce.per_op_energy_j, fmt_joules(est.per_op_energy_j),
+      fmt_joules(ce.per_op_energy_j));
   row("energy / 1M inferences, per-op (est.)", est.per_op_energy_j, ce.per_op_energy_j,
-      fmt_fixed(est.per_op_energy_j * 1e6 / kJoulesPerKwh, 4) + " kWh",
-      fmt_fixed(ce.per_op_energy_j * 1e6 / kJoulesPerKwh, 4) + " kWh");
+      fmt_kwh(est.per_op_energy_j * 1e6 / kJoulesPerKwh), fmt_kwh(ce.per_op_energy_j * 1e6 / kJoulesPerKwh));
   row("carbon / 1M inferences, per-op (est.)", est.carbon_g_per_op, ce.carbon_g_per_op,
-      fmt_fixed(est.carbon_g_per_op * 1e3, 3) + " kg", fmt_fixed(ce.carbon_g_per_op * 1e3, 3) + " kg");
+      fmt_grams(est.carbon_g_per_op * 1e6), fmt_grams(ce.carbon_g_per_op * 1e6));
   out += "\n" + t.str();
   return out;
 }
