@@ -168,6 +168,19 @@ Status concat(const NodeDef& node, KernelContext& ctx) {
   for (size_t i = 0; i < ctx.num_inputs(); ++i)
     if (ctx.has_input(i)) ins.push_back(&ctx.input(i));
   if (ins.empty()) return node.error(StatusCode::kInvalidModel, "no inputs");
+  // Exporters (PyTorch 1.x BERT) concatenate scalars with 1-D shape vectors. onnxruntime of that era
+  // read a scalar as a 1-element vector and produced reference outputs that way; frugal does the same
+  // (current onnxruntime rejects such models at load).
+  int64_t max_rank = 0;
+  for (const Tensor* t : ins) max_rank = std::max(max_rank, t->rank());
+  std::vector<Tensor> widened;
+  widened.reserve(ins.size());
+  if (max_rank == 1)
+    for (auto& t : ins)
+      if (t->rank() == 0) {
+        widened.push_back(t->reshaped({1}));
+        t = &widened.back();
+      }
   const Tensor& x0 = *ins[0];
   FRUGAL_RETURN_IF_ERROR(check_elem(node, x0.dtype()));
   FRUGAL_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(node.get_int("axis", 0), x0.rank(), node));

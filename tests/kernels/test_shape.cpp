@@ -415,3 +415,22 @@ TEST_CASE("Resize and Upsample", "[shape]") {
   CHECK(yu.shape() == Shape{2, 4});
   CHECK(vals<int64_t>(yu) == std::vector<int64_t>{5, 5, 6, 6, 5, 5, 6, 6});
 }
+
+TEST_CASE("Concat reads scalars beside 1-D inputs as 1-element vectors", "[shape]") {
+  // BertForQuestionAnswering (PyTorch 1.4 export) concatenates int64 scalars 2 and 4 with [1]-shaped
+  // shape pieces; onnxruntime produced its reference outputs that way.
+  frugal::NodeDef n;
+  n.op_type = "Concat";
+  n.opset = 11;
+  n.name = "concat";
+  n.inputs = {"a", "b", "c"};
+  n.outputs = {"y"};
+  n.attrs["axis"].i = 0;
+  auto a = frugal::Tensor::from_vector<int64_t>({1}, {1});
+  auto b = frugal::Tensor::scalar<int64_t>(2);
+  auto c = frugal::Tensor::scalar<int64_t>(4);
+  auto out = frugal::run_node(n, {&a, &b, &c}, frugal::cpu_registry());
+  REQUIRE(out.ok());
+  CHECK((*out)[0].shape() == frugal::Shape{3});
+  CHECK((*out)[0].to_int64_vector() == std::vector<int64_t>{1, 2, 4});
+}
