@@ -129,9 +129,9 @@ std::map<std::string, TensorRange> RangeObserver::finish() const {
         case CalibMethod::kEntropy: {
           auto it = abs_.find(name);
           if (it != abs_.end()) {
-            // 128 levels for signed data (TensorRT's int8 half range); a non-negative tensor spans all
-            // 256 levels of uint8, so it is searched with 256.
-            const double t = entropy_threshold(it->second, r.min >= 0 ? 256 : 128);
+            // 128 levels as TensorRT does. (256 for non-negative tensors was tried: it clipped harder
+            // on the digits CNN, 99.0% vs 99.6% held-out accuracy, see docs/benchmarks/quantize.md.)
+            const double t = entropy_threshold(it->second, 128);
             r.range_min = std::max(r.min, -t);
             r.range_max = std::min(r.max, t);
           }

@@ -6,7 +6,7 @@
 //           fixed bin count; counts are integers that merge by addition, so the table is identical
 //           whatever the batch size, the sample order or how the data is split.
 // Methods: minmax; percentile (two-sided, from the signed histogram); entropy (TensorRT's KL-divergence
-// threshold search on the |x| histogram, 128 levels, 256 for non-negative tensors); mse (range minimising the expected
+// threshold search on the |x| histogram, 128 quantized levels); mse (range minimising the expected
 // quantization error of 8-bit uniform quantization, from the signed histogram).
 // The result is a CalibrationTable, written as reviewable JSON (docs/formats/calibration.md).
 #pragma once
