@@ -88,10 +88,11 @@ StatusOr<Graph> Graph::build(const Model& model) {
   Graph g;
   const auto& gp = model.proto().graph();
   for (const auto& t : gp.initializer()) g.inits_[t.name()] = &t;
+  for (const auto& t : gp.sparse_initializer()) g.sparse_inits_[t.values().name()] = &t;
   for (const auto& v : gp.input()) {
     ValueInfo vi = value_info_from_proto(v);
     g.value_infos_[vi.name] = vi;
-    if (!g.inits_.count(v.name())) g.inputs_.push_back(std::move(vi));
+    if (!g.inits_.count(v.name()) && !g.sparse_inits_.count(v.name())) g.inputs_.push_back(std::move(vi));
   }
   for (const auto& v : gp.output()) {
     ValueInfo vi = value_info_from_proto(v);
@@ -123,6 +124,7 @@ StatusOr<Graph> Graph::build(const Model& model) {
   std::set<std::string> available;
   for (const auto& v : gp.input()) available.insert(v.name());
   for (const auto& kv : g.inits_) available.insert(kv.first);
+  for (const auto& kv : g.sparse_inits_) available.insert(kv.first);
   std::vector<int> pending(g.nodes_.size(), 0);
   for (size_t i = 0; i < g.nodes_.size(); ++i) {
     for (const auto& in : g.nodes_[i].inputs) {

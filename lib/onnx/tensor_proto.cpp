@@ -220,6 +220,43 @@ StatusOr<Tensor> tensor_from_proto(const onnx::TensorProto& t, ExternalDataResol
   return out;
 }
 
+StatusOr<Tensor> tensor_from_sparse_proto(const onnx::SparseTensorProto& s, ExternalDataResolver* resolver) {
+  const std::string what = "sparse tensor '" + s.values().name() + "'";
+  Shape dims(s.dims().begin(), s.dims().end());
+  for (int64_t d : dims)
+    if (d < 0) return InvalidModel(what + " has a negative dimension");
+  FRUGAL_ASSIGN_OR_RETURN(Tensor values, tensor_from_proto(s.values(), resolver));
+  FRUGAL_ASSIGN_OR_RETURN(Tensor indices, tensor_from_proto(s.indices(), resolver));
+  if (values.rank() != 1) return InvalidModel(what + ": values must be 1-D");
+  const int64_t nnz = values.numel(), total = shape_numel(dims);
+  const auto idx = indices.to_int64_vector();
+  const size_t es = dtype_size(values.dtype());
+  if (es == 0) return Unsupported(what + ": packed value types are not supported in sparse form");
+  Tensor out = Tensor::zeros(values.dtype(), dims);
+  auto* dst = static_cast<char*>(out.raw_mut());
+  const auto* src = static_cast<const char*>(values.raw());
+  const bool linear = indices.rank() == 1;
+  if (linear ? indices.numel() != nnz : (indices.rank() != 2 || indices.dim(0) != nnz ||
+                                          indices.dim(1) != static_cast<int64_t>(dims.size())))
+    return InvalidModel(what + ": indices shape " + shape_str(indices.shape()) + " does not fit " +
+                        std::to_string(nnz) + " values of rank " + std::to_string(dims.size()));
+  for (int64_t k = 0; k < nnz; ++k) {
+    int64_t at = 0;
+    if (linear) {
+      at = idx[static_cast<size_t>(k)];
+    } else {
+      for (size_t d = 0; d < dims.size(); ++d) {
+        const int64_t c = idx[static_cast<size_t>(k) * dims.size() + d];
+        if (c < 0 || c >= dims[d]) return InvalidModel(what + ": index out of range");
+        at = at * dims[d] + c;
+      }
+    }
+    if (at < 0 || at >= total) return InvalidModel(what + ": index " + std::to_string(at) + " out of range");
+    std::memcpy(dst + static_cast<size_t>(at) * es, src + static_cast<size_t>(k) * es, es);
+  }
+  return out;
+}
+
 void tensor_to_proto(const Tensor& t, onnx::TensorProto* out) {
   out->clear_dims();
   for (int64_t d : t.shape()) out->add_dims(d);

@@ -312,6 +312,11 @@ def test_sparse_storage_roundtrip(frugal_bin, tmp_path):
     b = tl.ort_run_many(sparse, heldout("mlp")[:20])
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["logits"], y["logits"])
+    # frugal runs the sparse form too, with the same outputs as onnxruntime on the dense model
+    tl.write_npz_samples(tmp_path / "in.npz", heldout("mlp")[:20])
+    tl.run_frugal(["run", sparse, "--data", tmp_path / "in.npz", "-o", tmp_path / "out"], expect_rc=0)
+    for x, got in zip(a, tl.read_frugal_outputs(tmp_path / "out")):
+        assert np.abs(got[0] - x["logits"]).max() <= tl.oracle_tolerance(x["logits"])
 
 
 def test_sparse_storage_keeps_negative_zero(frugal_bin, tmp_path):

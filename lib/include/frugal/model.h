@@ -41,6 +41,9 @@ class ExternalDataResolver {
 // Converts a TensorProto (raw_data, typed fields, or external) to a Tensor, checking that the bytes
 // present match the declared dims. `resolver` may be null when external data is not expected.
 StatusOr<Tensor> tensor_from_proto(const onnx::TensorProto& t, ExternalDataResolver* resolver = nullptr);
+// Expands a SparseTensorProto (values + linear [NNZ] or coordinate [NNZ, rank] indices) into a dense
+// Tensor, checking every index against the dims.
+StatusOr<Tensor> tensor_from_sparse_proto(const onnx::SparseTensorProto& s, ExternalDataResolver* resolver = nullptr);
 // Writes a Tensor into a TensorProto as raw_data (name kept if set).
 void tensor_to_proto(const Tensor& t, onnx::TensorProto* out);
 // Reads a serialized TensorProto file (input_0.pb). Returns the tensor and its name.
@@ -128,6 +131,8 @@ class Graph {
   // Initializer protos by name (the Model keeps them).
   const onnx::TensorProto* initializer(const std::string& name) const;
   const std::map<std::string, const onnx::TensorProto*>& initializers() const { return inits_; }
+  // sparse_initializer entries by name (their values tensor's name).
+  const std::map<std::string, const onnx::SparseTensorProto*>& sparse_initializers() const { return sparse_inits_; }
   // Declared value_info (inputs, outputs, value_info) by name.
   const ValueInfo* value_info(const std::string& name) const;
   // Nodes that carry subgraph attributes (If, Loop, Scan, ...).
@@ -140,6 +145,7 @@ class Graph {
   std::map<std::string, int64_t> producer_;
   std::map<std::string, std::vector<size_t>> consumers_;
   std::map<std::string, const onnx::TensorProto*> inits_;
+  std::map<std::string, const onnx::SparseTensorProto*> sparse_inits_;
   std::map<std::string, ValueInfo> value_infos_;
   std::vector<size_t> subgraph_nodes_;
 };
