@@ -14,7 +14,7 @@ out=${OUT:-build/example}
 mkdir -p "$out"
 $frugal inspect $ex/model.onnx
 $frugal prune $ex/model.onnx -o "$out/pruned.onnx" --sparsity 0.5 --data $ex/calib.npz --reconstruct \
-  --heldout $ex/heldout.npz --report "$out/prune.json"
+  --holdout $ex/heldout.npz --report "$out/prune.json"
 $frugal quantize "$out/pruned.onnx" -o "$out/int8.onnx" --data $ex/calib.npz --method entropy \
   --holdout $ex/heldout.npz --max-drop top1=0.5% --report "$out/quantize.json"
 $frugal energy $ex/model.onnx --compare "$out/int8.onnx" --profile xeon --region eu \

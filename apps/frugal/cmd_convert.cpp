@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "frugal/file_util.h"
 #include "frugal/model.h"
 
 namespace frugal::cli {
@@ -27,6 +28,8 @@ Command add_convert_command(CLI::App& root, const GlobalOptions& g) {
   c.run = [o, &g]() -> Status {
     if (o->out.empty() && !o->in_place) return InvalidArgument("give -o OUT (or --in-place to overwrite the input)");
     const std::string out = o->out.empty() ? o->model : o->out;
+    if (!o->in_place && same_file(out, o->model))
+      return InvalidArgument("refusing to overwrite the input model '" + out + "' (use --in-place)");
     FRUGAL_ASSIGN_OR_RETURN(auto model, Model::load(o->model));
     SaveOptions so;
     so.external_data = o->external;

@@ -1,6 +1,6 @@
 // frugal prune MODEL -o OUT [--sparsity S] [--pattern unstructured|N:M|channels] [--scope layer|global]
 //                    [--layer-sparsity REGEX=S].. [--include F].. [--exclude F].. [--data PATH [--reconstruct]]
-//                    [--heldout PATH] [--sparse-storage]
+//                    [--holdout PATH] [--sparse-storage]
 #include <filesystem>
 #include <iostream>
 #include <regex>
@@ -62,7 +62,7 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_flag("--reconstruct", o->p.reconstruct, "SparseGPT-style weight update minimising each layer's output error");
   c.app->add_option("--damp", o->p.damp, "Reconstruction: Hessian damping relative to its mean diagonal");
   c.app->add_option("--block-size", o->p.block_size, "Reconstruction: columns per block");
-  c.app->add_option("--heldout", o->heldout, "Held-out data for end-to-end fidelity (default: --data)");
+  c.app->add_option("--holdout,--heldout", o->heldout, "Held-out data for end-to-end fidelity (default: --data)");
   c.app->add_option("--fidelity-samples", o->fidelity_samples, "Samples for fidelity (0: all)");
   c.app->add_flag("--sparse-storage", o->p.sparse_storage, "Write pruned weights as sparse_initializer where smaller");
   c.run = [o, &g]() -> Status {

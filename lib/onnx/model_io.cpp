@@ -106,7 +106,7 @@ StatusOr<Tensor> Model::initializer(const onnx::TensorProto& t) const { return t
 Status Model::save(const fs::path& path, const SaveOptions& opts) const {
   if (!opts.allow_overwrite_input) {
     if ((!opts.input_path.empty() && same_file(path, opts.input_path)) || (!path_.empty() && same_file(path, path_)))
-      return InvalidArgument("refusing to overwrite the input model '" + path.string() + "' (use --in-place)");
+      return InvalidArgument("refusing to overwrite the input model '" + path.string() + "' (write to another path)");
   }
   onnx::ModelProto out = proto_;
   auto tensors = all_tensors(&out);

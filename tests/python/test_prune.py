@@ -55,7 +55,7 @@ def test_unstructured_exact_per_layer(frugal_bin, tmp_path, kind):
     src = MODELS / f"digits_{kind}.onnx"
     out, rep = tmp_path / "p.onnx", tmp_path / "r.json"
     tl.run_frugal(["--report", rep, "prune", src, "-o", out, "--sparsity", "0.5",
-                   "--heldout", DATA / f"digits_{kind}_heldout.npz"], expect_rc=0)
+                   "--holdout", DATA / f"digits_{kind}_heldout.npz"], expect_rc=0)
     w0, m0 = weights(src)
     w1, _ = weights(out)
     layers = prunable(m0)
@@ -246,7 +246,7 @@ def _ort_latency(path, x, reps=200):
 def test_channels_digits_cnn_latency(frugal_bin, tmp_path):
     src, out, rep = MODELS / "digits_cnn.onnx", tmp_path / "cnn_ch.onnx", tmp_path / "r.json"
     tl.run_frugal(["--report", rep, "prune", src, "-o", out, "--pattern", "channels", "--sparsity", "0.5",
-                   "--heldout", DATA / "digits_cnn_heldout.npz"], expect_rc=0)
+                   "--holdout", DATA / "digits_cnn_heldout.npz"], expect_rc=0)
     report = json.loads(rep.read_text())
     t = report["totals"]
     assert t["params_after"] < t["params_before"]
@@ -268,7 +268,7 @@ def test_accuracy_drop_and_reconstruction(frugal_bin, tmp_path, kind):
     mag, rec, rep = tmp_path / "mag.onnx", tmp_path / "rec.onnx", tmp_path / "rec.json"
     tl.run_frugal(["prune", src, "-o", mag] + common, expect_rc=0)
     tl.run_frugal(["--report", rep, "prune", src, "-o", rec, "--data", calib, "--reconstruct",
-                   "--heldout", DATA / f"digits_{kind}_heldout.npz"] + common, expect_rc=0)
+                   "--holdout", DATA / f"digits_{kind}_heldout.npz"] + common, expect_rc=0)
     for p in (mag, rec):
         check_and_compare(src, p, heldout(kind)[:50])
     a0, a_mag, a_rec = accuracy(src, kind), accuracy(mag, kind), accuracy(rec, kind)
