@@ -46,6 +46,11 @@ Tensor& KernelContext::allocate_output(size_t i, DType dtype, Shape shape) {
   return (*outputs_)[i];
 }
 
+Tensor& KernelContext::allocate_output_uninitialized(size_t i, DType dtype, Shape shape) {
+  (*outputs_)[i] = Tensor::uninitialized(dtype, std::move(shape));
+  return (*outputs_)[i];
+}
+
 void KernelContext::set_output(size_t i, Tensor t) { (*outputs_)[i] = std::move(t); }
 
 const char* backend_name(Backend b) { return b == Backend::kCpu ? "cpu" : "cuda"; }

@@ -13,6 +13,7 @@
 #include "families.h"
 #include "frugal/parallel.h"
 #include "gemm.h"
+#include "gemm_epilogue.h"
 #include "gemm_util.h"
 #include "kernel_util.h"
 
@@ -29,14 +30,24 @@ void gemm_nn(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* 
     gemm(false, false, M, N, K, T(1), A, lda, B, ldb, T(0), C, ldc);
 }
 
+// y[n, m, ...] = act(y[n, m, ...] + bias[m]) over every output plane, in one pass (bias may be null).
 template <typename T>
-void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane) {
-  if (!bias) return;
+void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane, Activation act = Activation::kNone) {
+  if (!bias && act == Activation::kNone) return;
   parallel_for(N * M, std::max<int64_t>(1, 65536 / std::max<int64_t>(plane, 1)), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      const T b = bias[p % M];
+      const T b = bias ? bias[p % M] : T(0);
       T* yp = y + p * plane;
-      for (int64_t i = 0; i < plane; ++i) yp[i] += b;
+      if constexpr (std::is_same_v<T, float>) {
+        bias_act_run(yp, plane, b, act);
+      } else {
+        for (int64_t i = 0; i < plane; ++i) {
+          T v = yp[i] + b;
+          if (act == Activation::kRelu) v = v > T(0) ? v : (v == v ? T(0) : v);
+          if (act == Activation::kGelu) v = static_cast<T>(gelu_erf(static_cast<float>(v)));
+          yp[i] = v;
+        }
+      }
     }
   });
 }
@@ -111,10 +122,11 @@ void conv_channelwise(const Geom& g, int64_t N, int64_t C, int64_t M, const T* x
 // y[N, M, out...] = conv(x[N, C, in...], w[M, C/G, k...]) + bias.
 template <typename T>
 void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, const T* x, const T* w,
-                  const T* bias, T* y) {
+                  const T* bias, T* y, Activation act = Activation::kNone) {
   const int64_t Cg = C / G, Mg = M / G, kvol = g.kvol(), isz = g.in_size(), osz = g.out_size();
   if (Cg == 1 && G == C) {
     conv_channelwise(g, N, C, M, x, w, bias, y);
+    add_bias<T>(y, nullptr, N, M, osz, act);
     return;
   }
   const int64_t Kd = Cg * kvol;
@@ -130,7 +142,7 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
       }
       gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, B, osz, y + (n * M + grp * Mg) * osz, osz);
     }
-  add_bias(y, bias, N, M, osz);
+  add_bias(y, bias, N, M, osz, act);
 }
 
 struct ConvAttrs {
@@ -181,7 +193,7 @@ Status conv_compute(const NodeDef& node, const ConvAttrs& a, KernelContext& ctx)
     using T = typename decltype(tag)::type;
     Tensor Y = Tensor::uninitialized(X.dtype(), s.out);
     conv_forward<T>(s.g, s.N, s.C, s.M, a.group, X.data<T>(), W.data<T>(),
-                    has_b ? ctx.input(2).data<T>() : nullptr, Y.mut<T>());
+                    has_b ? ctx.input(2).data<T>() : nullptr, Y.mut<T>(), activation_of(node));
     ctx.set_output(0, Y);
     return OkStatus();
   });

@@ -7,6 +7,7 @@
 #include "families.h"
 #include "frugal/parallel.h"
 #include "gemm.h"
+#include "gemm_epilogue.h"
 #include "gemm_util.h"
 #include "kernel_util.h"
 
@@ -99,9 +100,15 @@ Status matmul_compute(const NodeDef& node, KernelContext& ctx) {
   if (A.dtype() != B.dtype()) return node.error(StatusCode::kInvalidArgument, "A and B dtypes differ");
   FRUGAL_ASSIGN_OR_RETURN(MatMulPlan p, plan_matmul(A.shape(), B.shape(), node));
   const int64_t M = p.M, N = p.N, K = p.K;
+  const Activation act = activation_of(node);
+  const Tensor* bias_in = node.get_int(kBiasAttr, 0) != 0 && ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  if ((bias_in || act != Activation::kNone) &&
+      (A.dtype() != DType::kFloat || (bias_in && (bias_in->dtype() != DType::kFloat || bias_in->numel() != N))))
+    return node.error(StatusCode::kInternal, "fused MatMul epilogue needs float32 operands and N bias values");
   return dispatch_numeric(A.dtype(), node, [&](auto tag) -> Status {
     using T = typename decltype(tag)::type;
-    Tensor& Y = ctx.allocate_output(0, A.dtype(), p.out_shape);
+    // Every element is written (GEMM with beta 0 or the naive loop's fill).
+    Tensor& Y = ctx.allocate_output_uninitialized(0, A.dtype(), p.out_shape);
     const T* a = A.data<T>();
     const T* b = B.data<T>();
     T* y = Y.mut<T>();
@@ -111,6 +118,16 @@ Status matmul_compute(const NodeDef& node, KernelContext& ctx) {
       else
         naive_matmul<T>(rows, N, K, a + ai * M * K, b + bi * K * N, y + oi * M * N);
     });
+    if constexpr (std::is_same_v<T, float>) {
+      // Fused epilogue (plan-time fusion of a following bias Add and activation): one pass over Y.
+      const float* bias = bias_in ? bias_in->data<float>() : nullptr;
+      if (bias || act != Activation::kNone) {
+        const int64_t rows = Y.numel() / std::max<int64_t>(N, 1);
+        parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(N, 1)), [&](int64_t r0, int64_t r1) {
+          row_bias_act(y + r0 * N, r1 - r0, N, bias, act);
+        });
+      }
+    }
     return OkStatus();
   });
 }

@@ -42,6 +42,11 @@ struct ExecOptions {
   int threads = 0;  // 0: keep the process-wide setting
   // Symbolic dim values (--dims name=value) used to validate inputs and synthesise data.
   std::map<std::string, int64_t> dims;
+  // Plan-time fusion for plain runs (execution only; the model is never changed): BatchNormalization
+  // folded into a preceding Conv's constant weights, a following Relu, bias Add or erf-GELU run as the
+  // Conv/MatMul epilogue. Runs with an Observer or extra outputs always take the unfused plan, so
+  // every original node's output is seen.
+  bool fuse = true;
 };
 
 struct UnsupportedNode {
@@ -54,6 +59,8 @@ struct UnsupportedNode {
 // Nodes of `graph` that no kernel in `reg` covers (op, domain, opset), plus subgraph-carrying nodes.
 std::vector<UnsupportedNode> find_unsupported(const Graph& graph, const KernelRegistry& reg,
                                               Backend backend = Backend::kCpu);
+
+struct ExecPlan;  // the fused plan (executor.cpp)
 
 class Executor {
  public:
@@ -72,6 +79,9 @@ class Executor {
   const Model& model() const { return *model_; }
   // Checks an input set against the graph's declared inputs (names, dtypes, ranks, fixed dims).
   Status validate_inputs(const NamedTensors& inputs) const;
+  // How many original nodes the fused plan folds into a neighbour (0 when fusion is off or found
+  // nothing to fuse).
+  size_t fused_node_count() const;
 
  private:
   Executor() = default;
@@ -81,6 +91,7 @@ class Executor {
   std::vector<std::unique_ptr<Kernel>> kernels_;     // by node index
   std::map<std::string, Tensor> constants_;          // initializers as tensors
   std::map<std::string, size_t> last_use_;           // tensor -> topo position of last consumer
+  std::shared_ptr<ExecPlan> fused_;                  // null when opts_.fuse is off or nothing fuses
 };
 
 }  // namespace frugal

@@ -69,6 +69,8 @@ class KernelContext {
   size_t num_outputs() const { return outputs_->size(); }
   // Allocate output i (zero-filled) and return it for writing.
   Tensor& allocate_output(size_t i, DType dtype, Shape shape);
+  // Allocate output i without initialising it: only for kernels that write every element.
+  Tensor& allocate_output_uninitialized(size_t i, DType dtype, Shape shape);
   // Hand over an already built tensor as output i (for example a reshaped view of an input).
   void set_output(size_t i, Tensor t);
   int threads() const { return threads_; }
