@@ -9,54 +9,16 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
+// Node "cv" with inputs a, b, ... and the single output y.
 NodeDef cv_node(const std::string& op, int opset, size_t n_in) {
-  NodeDef n;
-  n.name = "cv";
-  n.op_type = op;
-  n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, static_cast<char>('a' + i)));
-  n.outputs.push_back("y");
-  return n;
-}
-void cv_ints(NodeDef& n, const std::string& k, std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  n.attrs[k] = a;
-}
-void cv_int(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-void cv_str(NodeDef& n, const std::string& k, const std::string& v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = v;
-  n.attrs[k] = a;
-}
-
-Tensor cv_run(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return (*r)[0];
-}
-
-std::vector<float> cv_rand(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
+  return make_node("cv", op, opset, letter_names(n_in), {"y"});
 }
 
 // Advances a multi-index over `dims`; false when it wraps around.
@@ -128,17 +90,17 @@ void run_conv_case(const ConvCase& c, uint32_t seed, bool bias) {
     xs.push_back(c.in[d]);
     ws.push_back(c.k[d]);
   }
-  auto x = cv_rand(static_cast<size_t>(shape_numel(xs)), seed);
-  auto w = cv_rand(static_cast<size_t>(shape_numel(ws)), seed + 1);
-  auto b = cv_rand(static_cast<size_t>(c.M), seed + 2);
+  auto x = rand_floats(static_cast<size_t>(shape_numel(xs)), seed);
+  auto w = rand_floats(static_cast<size_t>(shape_numel(ws)), seed + 1);
+  auto b = rand_floats(static_cast<size_t>(c.M), seed + 2);
   NodeDef n = cv_node("Conv", 11, bias ? 3 : 2);
-  cv_ints(n, "strides", c.strides);
-  cv_ints(n, "dilations", c.dil);
-  cv_ints(n, "pads", c.pads);
-  cv_int(n, "group", c.group);
+  set_ints(n, "strides", c.strides);
+  set_ints(n, "dilations", c.dil);
+  set_ints(n, "pads", c.pads);
+  set_int(n, "group", c.group);
   std::vector<Tensor> ins = {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w)};
   if (bias) ins.push_back(Tensor::from_vector<float>({c.M}, b));
-  Tensor y = cv_run(n, ins);
+  Tensor y = run1(n, ins);
   Shape want_shape{c.N, c.M};
   for (auto v : out) want_shape.push_back(v);
   REQUIRE(y.shape() == want_shape);
@@ -189,10 +151,10 @@ TEST_CASE("Conv auto_pad and inferred kernel_shape", "[conv]") {
   // 1 x 1 x 5 x 5 ones, 3x3 ones kernel: SAME_UPPER with stride 2 -> 3x3 output, total pad 2 -> (1,1)
   std::vector<float> x(25, 1.0f), w(9, 1.0f);
   NodeDef n = cv_node("Conv", 11, 2);
-  cv_str(n, "auto_pad", "SAME_UPPER");
-  cv_ints(n, "strides", {2, 2});
-  cv_ints(n, "kernel_shape", {3, 3});
-  Tensor y = cv_run(n, {Tensor::from_vector<float>({1, 1, 5, 5}, x), Tensor::from_vector<float>({1, 1, 3, 3}, w)});
+  set_str(n, "auto_pad", "SAME_UPPER");
+  set_ints(n, "strides", {2, 2});
+  set_ints(n, "kernel_shape", {3, 3});
+  Tensor y = run1(n, {Tensor::from_vector<float>({1, 1, 5, 5}, x), Tensor::from_vector<float>({1, 1, 3, 3}, w)});
   REQUIRE(y.shape() == Shape{1, 1, 3, 3});
   REQUIRE(y.to_double_vector() == std::vector<double>{4, 6, 4, 6, 9, 6, 4, 6, 4});
   // 4-wide input, k=2, stride 1: SAME needs 1 pad: UPPER puts it at the end, LOWER at the start
@@ -200,8 +162,8 @@ TEST_CASE("Conv auto_pad and inferred kernel_shape", "[conv]") {
   std::vector<float> w2{1, 10};
   for (const char* mode : {"SAME_UPPER", "SAME_LOWER", "VALID"}) {
     NodeDef m = cv_node("Conv", 1, 2);
-    cv_str(m, "auto_pad", mode);
-    Tensor r = cv_run(m, {Tensor::from_vector<float>({1, 1, 4}, x4), Tensor::from_vector<float>({1, 1, 2}, w2)});
+    set_str(m, "auto_pad", mode);
+    Tensor r = run1(m, {Tensor::from_vector<float>({1, 1, 4}, x4), Tensor::from_vector<float>({1, 1, 2}, w2)});
     if (std::string(mode) == "SAME_UPPER") REQUIRE(r.to_double_vector() == std::vector<double>{21, 32, 43, 4});
     if (std::string(mode) == "SAME_LOWER") REQUIRE(r.to_double_vector() == std::vector<double>{10, 21, 32, 43});
     if (std::string(mode) == "VALID") REQUIRE(r.to_double_vector() == std::vector<double>{21, 32, 43});
@@ -230,16 +192,16 @@ TEST_CASE("ConvTranspose against the scatter definition", "[conv]") {
       ws.push_back(t.k[d]);
       out[d] = t.s[d] * (t.in[d] - 1) + t.out_pad[d] + (t.k[d] - 1) * t.d[d] + 1 - t.pads[d] - t.pads[d + nd];
     }
-    auto x = cv_rand(static_cast<size_t>(shape_numel(xs)), seed++);
-    auto w = cv_rand(static_cast<size_t>(shape_numel(ws)), seed++);
-    auto b = cv_rand(static_cast<size_t>(M), seed++);
+    auto x = rand_floats(static_cast<size_t>(shape_numel(xs)), seed++);
+    auto w = rand_floats(static_cast<size_t>(shape_numel(ws)), seed++);
+    auto b = rand_floats(static_cast<size_t>(M), seed++);
     NodeDef n = cv_node("ConvTranspose", 11, 3);
-    cv_ints(n, "strides", t.s);
-    cv_ints(n, "dilations", t.d);
-    cv_ints(n, "pads", t.pads);
-    cv_ints(n, "output_padding", t.out_pad);
-    cv_int(n, "group", t.group);
-    Tensor y = cv_run(n, {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w),
+    set_ints(n, "strides", t.s);
+    set_ints(n, "dilations", t.d);
+    set_ints(n, "pads", t.pads);
+    set_ints(n, "output_padding", t.out_pad);
+    set_int(n, "group", t.group);
+    Tensor y = run1(n, {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w),
                           Tensor::from_vector<float>({M}, b)});
     Shape want_shape{N, M};
     int64_t osz = 1, isz = 1, kvol = 1;
@@ -313,12 +275,12 @@ TEST_CASE("ConvInteger and QLinearConv are exact", "[conv]") {
         acc[static_cast<size_t>((m * OH + oh) * OW + ow)] = s;
       }
   auto attrs = [](NodeDef& n) {
-    cv_ints(n, "pads", {1, 2, 0, 1});
-    cv_ints(n, "strides", {2, 1});
+    set_ints(n, "pads", {1, 2, 0, 1});
+    set_ints(n, "strides", {2, 1});
   };
   NodeDef ci = cv_node("ConvInteger", 10, 4);
   attrs(ci);
-  Tensor y = cv_run(ci, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
+  Tensor y = run1(ci, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
                          Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M}, wzp)});
   REQUIRE(y.dtype() == DType::kInt32);
   REQUIRE(y.shape() == Shape{N, M, OH, OW});
@@ -335,7 +297,7 @@ TEST_CASE("ConvInteger and QLinearConv are exact", "[conv]") {
   const int32_t yzp = 100;
   NodeDef q = cv_node("QLinearConv", 10, 9);
   attrs(q);
-  Tensor yq = cv_run(q, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::scalar<float>(xs),
+  Tensor yq = run1(q, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::scalar<float>(xs),
                          Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
                          Tensor::from_vector<float>({M}, ws), Tensor::from_vector<int8_t>({M}, wzp),
                          Tensor::scalar<float>(ys), Tensor::scalar<uint8_t>(static_cast<uint8_t>(yzp)),

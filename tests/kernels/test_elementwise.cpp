@@ -8,58 +8,22 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 #include "frugal/model.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
+// Node "t" with inputs a, b, ... and outputs p, q, ...
 NodeDef node(const std::string& op, int opset, size_t n_in, size_t n_out = 1) {
-  NodeDef n;
-  n.name = "t";
-  n.op_type = op;
-  n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, char('a' + i)));
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back(std::string(1, char('p' + i)));
-  return n;
+  return make_node("t", op, opset, letter_names(n_in), letter_names(n_out, 'p'));
 }
-
-void set_int(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-
-std::vector<Tensor> run(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return *r;
-}
-
-Tensor run1(const NodeDef& n, const std::vector<Tensor>& ins) { return run(n, ins)[0]; }
-
-template <typename T>
-std::vector<T> vals(const Tensor& t) {
-  REQUIRE(t.dtype() == DTypeOf<T>::value);
-  return std::vector<T>(t.data<T>(), t.data<T>() + t.numel());
-}
-
-template <typename T>
-Tensor tv(Shape s, std::vector<T> v) { return Tensor::from_vector<T>(std::move(s), v); }
 
 Tensor tb(Shape s, std::vector<bool> v) {
   std::vector<uint8_t> b(v.begin(), v.end());
   return Tensor::from_bytes(DType::kBool, std::move(s), b.data());
-}
-
-std::vector<float> iota_f(int64_t n, float start = 0, float step = 1) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[size_t(i)] = start + step * float(i);
-  return v;
 }
 
 }  // namespace

@@ -8,57 +8,16 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
+// Node "mm" with inputs a, b, ... and the single output y.
 NodeDef mm_node(const std::string& op, int opset, size_t n_in) {
-  NodeDef n;
-  n.name = "mm";
-  n.op_type = op;
-  n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string(1, static_cast<char>('a' + i)));
-  n.outputs.push_back("y");
-  return n;
-}
-void mm_int(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-void mm_float(NodeDef& n, const std::string& k, float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  n.attrs[k] = a;
-}
-
-Tensor mm_run(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return (*r)[0];
-}
-
-std::vector<float> rand_floats(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
-
-template <typename T>
-std::vector<T> rand_ints(size_t n, uint32_t seed, int lo, int hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> d(lo, hi);
-  std::vector<T> v(n);
-  for (auto& x : v) x = static_cast<T>(d(rng));
-  return v;
+  return make_node("mm", op, opset, letter_names(n_in), {"y"});
 }
 
 void check_close(const Tensor& got, const std::vector<double>& want, double tol = 1e-4) {
@@ -92,7 +51,7 @@ TEST_CASE("MatMul 2-D sizes around tile edges", "[matmul]") {
       for (int64_t K : {int64_t{1}, int64_t{17}, int64_t{65}}) {
         auto a = rand_floats(static_cast<size_t>(M * K), seed++);
         auto b = rand_floats(static_cast<size_t>(K * N), seed++);
-        Tensor y = mm_run(mm_node("MatMul", 13, 2),
+        Tensor y = run1(mm_node("MatMul", 13, 2),
                           {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
         REQUIRE(y.shape() == Shape{M, N});
         INFO("M=" << M << " N=" << N << " K=" << K);
@@ -105,13 +64,13 @@ TEST_CASE("MatMul 1-D operands drop the promoted dims", "[matmul]") {
   Tensor v2 = Tensor::from_vector<float>({2}, {1, 2});
   Tensor m23 = Tensor::from_vector<float>({2, 3}, {1, 2, 3, 4, 5, 6});
   Tensor v3 = Tensor::from_vector<float>({3}, {1, 0, -1});
-  Tensor y1 = mm_run(mm_node("MatMul", 13, 2), {v2, m23});
+  Tensor y1 = run1(mm_node("MatMul", 13, 2), {v2, m23});
   REQUIRE(y1.shape() == Shape{3});
   check_close(y1, {9, 12, 15});
-  Tensor y2 = mm_run(mm_node("MatMul", 13, 2), {m23, v3});
+  Tensor y2 = run1(mm_node("MatMul", 13, 2), {m23, v3});
   REQUIRE(y2.shape() == Shape{2});
   check_close(y2, {-2, -2});
-  Tensor y3 = mm_run(mm_node("MatMul", 13, 2), {v3, v3});
+  Tensor y3 = run1(mm_node("MatMul", 13, 2), {v3, v3});
   REQUIRE(y3.shape() == Shape{});
   check_close(y3, {2});
 }
@@ -121,7 +80,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
   const int64_t M = 5, K = 7, N = 9;
   auto a = rand_floats(2 * M * K, 11);
   auto b = rand_floats(3 * K * N, 12);
-  Tensor y = mm_run(mm_node("MatMul", 13, 2),
+  Tensor y = run1(mm_node("MatMul", 13, 2),
                     {Tensor::from_vector<float>({2, 1, M, K}, a), Tensor::from_vector<float>({3, K, N}, b)});
   REQUIRE(y.shape() == Shape{2, 3, M, N});
   std::vector<double> want;
@@ -134,7 +93,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
 
   auto w = rand_floats(K * N, 13);
   auto x = rand_floats(4 * 3 * M * K, 14);
-  Tensor y2 = mm_run(mm_node("MatMul", 13, 2),
+  Tensor y2 = run1(mm_node("MatMul", 13, 2),
                      {Tensor::from_vector<float>({4, 3, M, K}, x), Tensor::from_vector<float>({K, N}, w)});
   REQUIRE(y2.shape() == Shape{4, 3, M, N});
   check_close(y2, ref_mm(x.data(), w.data(), 12 * M, N, K));
@@ -142,7 +101,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
   // many small batches (the attention shape) take the batch-parallel path
   const int64_t B = 24;
   auto q = rand_floats(B * 8 * 16, 15), k = rand_floats(B * 16 * 8, 16);
-  Tensor y3 = mm_run(mm_node("MatMul", 13, 2),
+  Tensor y3 = run1(mm_node("MatMul", 13, 2),
                      {Tensor::from_vector<float>({2, 12, 8, 16}, q), Tensor::from_vector<float>({2, 12, 16, 8}, k)});
   std::vector<double> want3;
   for (int64_t i = 0; i < B; ++i) {
@@ -155,12 +114,12 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
 TEST_CASE("MatMul double, int32 and float16", "[matmul]") {
   Tensor a = Tensor::from_vector<double>({2, 2}, {1, 2, 3, 4});
   Tensor b = Tensor::from_vector<double>({2, 2}, {5, 6, 7, 8});
-  Tensor y = mm_run(mm_node("MatMul", 13, 2), {a, b});
+  Tensor y = run1(mm_node("MatMul", 13, 2), {a, b});
   REQUIRE(y.dtype() == DType::kDouble);
   REQUIRE(y.to_double_vector() == std::vector<double>{19, 22, 43, 50});
   Tensor ai = Tensor::from_vector<int32_t>({2, 2}, {1, 2, 3, 4});
   Tensor bi = Tensor::from_vector<int32_t>({2, 2}, {5, 6, 7, 8});
-  Tensor yi = mm_run(mm_node("MatMul", 13, 2), {ai, bi});
+  Tensor yi = run1(mm_node("MatMul", 13, 2), {ai, bi});
   REQUIRE(yi.dtype() == DType::kInt32);
   REQUIRE(yi.to_int64_vector() == std::vector<int64_t>{19, 22, 43, 50});
   std::vector<Half> ha(4), hb(4);
@@ -169,7 +128,7 @@ TEST_CASE("MatMul double, int32 and float16", "[matmul]") {
     ha[static_cast<size_t>(i)].bits = float_to_half(av[i]);
     hb[static_cast<size_t>(i)].bits = float_to_half(bv[i]);
   }
-  Tensor yh = mm_run(mm_node("MatMul", 13, 2),
+  Tensor yh = run1(mm_node("MatMul", 13, 2),
                      {Tensor::from_vector<Half>({2, 2}, ha), Tensor::from_vector<Half>({2, 2}, hb)});
   REQUIRE(yh.dtype() == DType::kFloat16);
   REQUIRE(yh.to_double_vector() == std::vector<double>{4.5, -0.5, 9.5, -2});
@@ -189,16 +148,16 @@ TEST_CASE("Gemm transposes, alpha, beta and C broadcasting", "[matmul]") {
         for (int64_t k = 0; k < K; ++k)
           for (int64_t j = 0; j < N; ++j) bs[static_cast<size_t>(tb ? j * K + k : k * N + j)] = b[static_cast<size_t>(k * N + j)];
         NodeDef n = mm_node("Gemm", 13, cshape == 4 ? 2 : 3);
-        mm_int(n, "transA", ta);
-        mm_int(n, "transB", tb);
-        mm_float(n, "alpha", 0.5f);
-        mm_float(n, "beta", 2.0f);
+        set_int(n, "transA", ta);
+        set_int(n, "transB", tb);
+        set_float(n, "alpha", 0.5f);
+        set_float(n, "beta", 2.0f);
         Shape cs = cshape == 0 ? Shape{} : cshape == 1 ? Shape{N} : cshape == 2 ? Shape{M, 1} : Shape{M, N};
         auto c = rand_floats(static_cast<size_t>(shape_numel(cs)), 300);
         std::vector<Tensor> ins = {Tensor::from_vector<float>(ta ? Shape{K, M} : Shape{M, K}, as),
                                    Tensor::from_vector<float>(tb ? Shape{N, K} : Shape{K, N}, bs)};
         if (cshape != 4) ins.push_back(Tensor::from_vector<float>(cs, c));
-        Tensor y = mm_run(n, ins);
+        Tensor y = run1(n, ins);
         auto ab = ref_mm(a.data(), b.data(), M, N, K);
         for (int64_t i = 0; i < M; ++i)
           for (int64_t j = 0; j < N; ++j) {
@@ -216,8 +175,8 @@ TEST_CASE("Gemm transposes, alpha, beta and C broadcasting", "[matmul]") {
 
 TEST_CASE("Gemm opset 6 with the broadcast attribute", "[matmul]") {
   NodeDef n = mm_node("Gemm", 6, 3);
-  mm_int(n, "broadcast", 1);
-  Tensor y = mm_run(n, {Tensor::from_vector<float>({1, 2}, {1, 2}), Tensor::from_vector<float>({2, 2}, {1, 0, 0, 1}),
+  set_int(n, "broadcast", 1);
+  Tensor y = run1(n, {Tensor::from_vector<float>({1, 2}, {1, 2}), Tensor::from_vector<float>({2, 2}, {1, 0, 0, 1}),
                         Tensor::from_vector<float>({2}, {10, 20})});
   check_close(y, {11, 22});
 }
@@ -237,7 +196,7 @@ TEST_CASE("MatMulInteger with per-row and per-column zero points is exact", "[ma
       ins.push_back(Tensor::scalar<uint8_t>(azp[0]));
       ins.push_back(Tensor::scalar<int8_t>(bzp[0]));
     }
-    Tensor y = mm_run(mm_node("MatMulInteger", 10, 4), ins);
+    Tensor y = run1(mm_node("MatMulInteger", 10, 4), ins);
     REQUIRE(y.dtype() == DType::kInt32);
     const int32_t* yv = y.data<int32_t>();
     for (int64_t i = 0; i < M; ++i)
@@ -255,7 +214,7 @@ TEST_CASE("MatMulInteger with per-row and per-column zero points is exact", "[ma
 TEST_CASE("QLinearMatMul requantizes with round half to even", "[matmul]") {
   // Hand-derived: a = [[2, 4]] (scale 0.5, zp 0) is [[1, 2]]; b = [[1],[3]] (scale 1, zp 0);
   // a*b = 7; y_scale 2, zp 10 -> 7 / 2 = 3.5 -> rounds to 4 -> 14. A second column gives 2.5 -> 2 -> 12.
-  Tensor y = mm_run(mm_node("QLinearMatMul", 10, 8),
+  Tensor y = run1(mm_node("QLinearMatMul", 10, 8),
                     {Tensor::from_vector<uint8_t>({1, 2}, {2, 4}), Tensor::scalar<float>(0.5f),
                      Tensor::scalar<uint8_t>(0), Tensor::from_vector<uint8_t>({2, 2}, {1, 1, 3, 2}),
                      Tensor::scalar<float>(1.0f), Tensor::scalar<uint8_t>(0), Tensor::scalar<float>(2.0f),
@@ -267,7 +226,7 @@ TEST_CASE("QLinearMatMul requantizes with round half to even", "[matmul]") {
   const int64_t M = 7, K = 17, N = 64;
   auto a = rand_ints<int8_t>(M * K, 21, -128, 127);
   auto b = rand_ints<int8_t>(K * N, 22, -128, 127);
-  Tensor yr = mm_run(mm_node("QLinearMatMul", 21, 8),
+  Tensor yr = run1(mm_node("QLinearMatMul", 21, 8),
                      {Tensor::from_vector<int8_t>({M, K}, a), Tensor::scalar<float>(0.02f), Tensor::scalar<int8_t>(3),
                       Tensor::from_vector<int8_t>({K, N}, b), Tensor::scalar<float>(0.01f), Tensor::scalar<int8_t>(-2),
                       Tensor::scalar<float>(0.05f), Tensor::scalar<int8_t>(1)});
@@ -293,7 +252,7 @@ TEST_CASE("MatMul large enough to split over threads by rows and by columns", "[
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{403, 24, 67}, {24, 403, 67}}) {
     auto a = rand_floats(static_cast<size_t>(M * K), 31);
     auto b = rand_floats(static_cast<size_t>(K * N), 32);
-    Tensor y = mm_run(mm_node("MatMul", 13, 2),
+    Tensor y = run1(mm_node("MatMul", 13, 2),
                       {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
     check_close(y, ref_mm(a.data(), b.data(), M, N, K));
     // the same product through Gemm with transposed operands
@@ -303,9 +262,9 @@ TEST_CASE("MatMul large enough to split over threads by rows and by columns", "[
     for (int64_t k = 0; k < K; ++k)
       for (int64_t j = 0; j < N; ++j) bt[static_cast<size_t>(j * K + k)] = b[static_cast<size_t>(k * N + j)];
     NodeDef g = mm_node("Gemm", 13, 2);
-    mm_int(g, "transA", 1);
-    mm_int(g, "transB", 1);
-    Tensor yg = mm_run(g, {Tensor::from_vector<float>({K, M}, at), Tensor::from_vector<float>({N, K}, bt)});
+    set_int(g, "transA", 1);
+    set_int(g, "transB", 1);
+    Tensor yg = run1(g, {Tensor::from_vector<float>({K, M}, at), Tensor::from_vector<float>({N, K}, bt)});
     check_close(yg, ref_mm(a.data(), b.data(), M, N, K));
   }
 }

@@ -9,48 +9,19 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
+// Node "pool" with the single input x and outputs p, q, ...
 NodeDef pl_node(const std::string& op, int opset, size_t n_out = 1) {
-  NodeDef n;
-  n.name = "pool";
-  n.op_type = op;
-  n.opset = opset;
-  n.inputs.push_back("x");
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back(std::string(1, static_cast<char>('p' + i)));
-  return n;
-}
-void pl_ints(NodeDef& n, const std::string& k, std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  n.attrs[k] = a;
-}
-void pl_int(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
+  return make_node("pool", op, opset, {"x"}, letter_names(n_out, 'p'));
 }
 
-std::vector<Tensor> pl_run(const NodeDef& n, const Tensor& x) {
-  std::vector<const Tensor*> p{&x};
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return *r;
-}
-
-std::vector<float> pl_rand(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+std::vector<Tensor> pl_run(const NodeDef& n, const Tensor& x) { return run(n, {x}); }
 
 }  // namespace
 
@@ -60,28 +31,28 @@ TEST_CASE("MaxPool and AveragePool hand-derived 4x4", "[pool]") {
   for (int i = 0; i < 16; ++i) x[static_cast<size_t>(i)] = static_cast<float>(i + 1);
   Tensor X = Tensor::from_vector<float>({1, 1, 4, 4}, x);
   NodeDef mp = pl_node("MaxPool", 12, 2);
-  pl_ints(mp, "kernel_shape", {2, 2});
-  pl_ints(mp, "strides", {2, 2});
+  set_ints(mp, "kernel_shape", {2, 2});
+  set_ints(mp, "strides", {2, 2});
   auto r = pl_run(mp, X);
   REQUIRE(r[0].to_double_vector() == std::vector<double>{6, 8, 14, 16});
   REQUIRE(r[1].to_int64_vector() == std::vector<int64_t>{5, 7, 13, 15});
-  pl_int(mp, "storage_order", 1);  // column-major indices: h + w * H
+  set_int(mp, "storage_order", 1);  // column-major indices: h + w * H
   r = pl_run(mp, X);
   REQUIRE(r[1].to_int64_vector() == std::vector<int64_t>{5, 13, 7, 15});
 
   NodeDef ap = pl_node("AveragePool", 11);
-  pl_ints(ap, "kernel_shape", {2, 2});
-  pl_ints(ap, "strides", {2, 2});
+  set_ints(ap, "kernel_shape", {2, 2});
+  set_ints(ap, "strides", {2, 2});
   REQUIRE(pl_run(ap, X)[0].to_double_vector() == std::vector<double>{3.5, 5.5, 11.5, 13.5});
   // 3x3 window with pad 1 at the corner: excluded pads average 4 values, included ones divide by 9
   NodeDef ap2 = pl_node("AveragePool", 11);
-  pl_ints(ap2, "kernel_shape", {3, 3});
-  pl_ints(ap2, "strides", {3, 3});
-  pl_ints(ap2, "pads", {1, 1, 1, 1});
+  set_ints(ap2, "kernel_shape", {3, 3});
+  set_ints(ap2, "strides", {3, 3});
+  set_ints(ap2, "pads", {1, 1, 1, 1});
   auto a = pl_run(ap2, X)[0].to_double_vector();
   REQUIRE(a.size() == 4);
   REQUIRE(a[0] == Approx((1 + 2 + 5 + 6) / 4.0));
-  pl_int(ap2, "count_include_pad", 1);
+  set_int(ap2, "count_include_pad", 1);
   a = pl_run(ap2, X)[0].to_double_vector();
   REQUIRE(a[0] == Approx((1 + 2 + 5 + 6) / 9.0));
   REQUIRE(a[3] == Approx((11 + 12 + 15 + 16) / 9.0));
@@ -95,13 +66,13 @@ TEST_CASE("MaxPool random sweep with pads, dilations and ceil_mode", "[pool]") {
       for (int64_t d : {1, 2})
         for (int ceil = 0; ceil < 2; ++ceil) {
           const int64_t pads[4] = {1, 0, 0, 1};
-          auto x = pl_rand(2 * 3 * H * W, seed++);
+          auto x = rand_floats(2 * 3 * H * W, seed++);
           NodeDef n = pl_node("MaxPool", 12, 2);
-          pl_ints(n, "kernel_shape", {k, k});
-          pl_ints(n, "strides", {s, s});
-          pl_ints(n, "dilations", {d, d});
-          pl_ints(n, "pads", {pads[0], pads[1], pads[2], pads[3]});
-          pl_int(n, "ceil_mode", ceil);
+          set_ints(n, "kernel_shape", {k, k});
+          set_ints(n, "strides", {s, s});
+          set_ints(n, "dilations", {d, d});
+          set_ints(n, "pads", {pads[0], pads[1], pads[2], pads[3]});
+          set_int(n, "ceil_mode", ceil);
           auto r = pl_run(n, Tensor::from_vector<float>({2, 3, H, W}, x));
           auto osize = [&](int64_t in, int64_t pb, int64_t pe) {
             const int64_t span = in + pb + pe - ((k - 1) * d + 1);
@@ -138,16 +109,16 @@ TEST_CASE("MaxPool random sweep with pads, dilations and ceil_mode", "[pool]") {
 
 TEST_CASE("MaxPool on int8 and uint8, 1-D and 3-D", "[pool]") {
   NodeDef n = pl_node("MaxPool", 12);
-  pl_ints(n, "kernel_shape", {3});
-  pl_ints(n, "pads", {1, 1});
+  set_ints(n, "kernel_shape", {3});
+  set_ints(n, "pads", {1, 1});
   auto r = pl_run(n, Tensor::from_vector<int8_t>({1, 1, 5}, {-5, 3, -128, 127, -1}));
   REQUIRE(r[0].dtype() == DType::kInt8);
   REQUIRE(r[0].to_int64_vector() == std::vector<int64_t>{3, 3, 127, 127, 127});
   r = pl_run(n, Tensor::from_vector<uint8_t>({1, 1, 5}, {0, 200, 1, 2, 255}));
   REQUIRE(r[0].to_int64_vector() == std::vector<int64_t>{200, 200, 200, 255, 255});
   NodeDef n3 = pl_node("MaxPool", 12);
-  pl_ints(n3, "kernel_shape", {2, 2, 2});
-  pl_ints(n3, "strides", {2, 2, 2});
+  set_ints(n3, "kernel_shape", {2, 2, 2});
+  set_ints(n3, "strides", {2, 2, 2});
   std::vector<float> x(8);
   for (int i = 0; i < 8; ++i) x[static_cast<size_t>(i)] = static_cast<float>((i * 5) % 8);
   r = pl_run(n3, Tensor::from_vector<float>({1, 1, 2, 2, 2}, x));
@@ -157,15 +128,15 @@ TEST_CASE("MaxPool on int8 and uint8, 1-D and 3-D", "[pool]") {
 
 TEST_CASE("AveragePool ceil_mode and dilations against a plain loop", "[pool]") {
   const int64_t H = 7, W = 8, k = 3, s = 2, d = 2;
-  auto x = pl_rand(H * W, 50);
+  auto x = rand_floats(H * W, 50);
   for (int include = 0; include < 2; ++include) {
     NodeDef n = pl_node("AveragePool", 19);
-    pl_ints(n, "kernel_shape", {k, k});
-    pl_ints(n, "strides", {s, s});
-    pl_ints(n, "dilations", {d, d});
-    pl_ints(n, "pads", {1, 1, 1, 1});
-    pl_int(n, "ceil_mode", 1);
-    pl_int(n, "count_include_pad", include);
+    set_ints(n, "kernel_shape", {k, k});
+    set_ints(n, "strides", {s, s});
+    set_ints(n, "dilations", {d, d});
+    set_ints(n, "pads", {1, 1, 1, 1});
+    set_int(n, "ceil_mode", 1);
+    set_int(n, "count_include_pad", include);
     auto y = pl_run(n, Tensor::from_vector<float>({1, 1, H, W}, x))[0];
     // extent 5: H: (7+2-5)/2 -> ceil 2 + 1 = 3; W: (8+2-5)=5 -> ceil(2.5)=3 + 1 = 4, last start 6 < 8+1 keeps it
     REQUIRE(y.shape() == Shape{1, 1, 3, 4});
@@ -198,13 +169,13 @@ TEST_CASE("Global pools and LpPool", "[pool]") {
   auto gm = pl_run(pl_node("GlobalMaxPool", 1), X)[0];
   REQUIRE(gm.to_double_vector() == std::vector<double>{3, 8});
   NodeDef lp = pl_node("LpPool", 18);
-  pl_ints(lp, "kernel_shape", {2, 2});
+  set_ints(lp, "kernel_shape", {2, 2});
   auto l = pl_run(lp, X)[0].to_double_vector();
   REQUIRE(l.size() == 2);
   REQUIRE(l[0] == Approx(std::sqrt(1 + 4 + 9 + 16.0)));
   REQUIRE(l[1] == Approx(std::sqrt(25 + 36 + 49 + 64.0)));
   // a 7x7 plane of 64 channels (the ResNet head)
-  auto big = pl_rand(64 * 49, 9);
+  auto big = rand_floats(64 * 49, 9);
   auto gb = pl_run(pl_node("GlobalAveragePool", 1), Tensor::from_vector<float>({1, 64, 7, 7}, big))[0];
   for (int c = 0; c < 64; ++c) {
     double s = 0;

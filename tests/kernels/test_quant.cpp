@@ -10,74 +10,41 @@
 
 #include "frugal/executor.h"
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 #include "frugal/model.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
 NodeDef qnode(const std::string& op, int opset, size_t n_in, size_t n_out = 1) {
-  NodeDef n;
-  n.name = "q";
-  n.op_type = op;
-  n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back("x" + std::to_string(i));
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back("y" + std::to_string(i));
-  return n;
+  return xy_node(op, opset, n_in, n_out, "q");
 }
-
-void set_i(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-
-std::vector<Tensor> qrun(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return *r;
-}
-
-template <typename T>
-std::vector<T> vals(const Tensor& t) {
-  REQUIRE(t.dtype() == DTypeOf<T>::value);
-  return std::vector<T>(t.data<T>(), t.data<T>() + t.numel());
-}
-
-std::vector<uint8_t> bytes(const Tensor& t) {
-  const auto* p = static_cast<const uint8_t*>(t.raw());
-  return std::vector<uint8_t>(p, p + t.nbytes());
-}
-
-Tensor tf(Shape s, std::vector<float> v) { return Tensor::from_vector<float>(std::move(s), v); }
 
 }  // namespace
 
 TEST_CASE("QuantizeLinear rounds half to even", "[quant]") {
   auto n = qnode("QuantizeLinear", 13, 3);
-  const auto y = qrun(n, {tf({8}, {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.49f, 3.5f}), Tensor::scalar(1.0f),
+  const auto y = run(n, {tf({8}, {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.49f, 3.5f}), Tensor::scalar(1.0f),
                           Tensor::scalar(int8_t{0})})[0];
   CHECK(vals<int8_t>(y) == std::vector<int8_t>{0, 2, 2, 0, -2, -2, 0, 4});
-  const auto y2 = qrun(n, {tf({2}, {1.0f, 0.5f}), Tensor::scalar(0.4f), Tensor::scalar(uint8_t{10})})[0];
+  const auto y2 = run(n, {tf({2}, {1.0f, 0.5f}), Tensor::scalar(0.4f), Tensor::scalar(uint8_t{10})})[0];
   CHECK(vals<uint8_t>(y2) == std::vector<uint8_t>{12, 11});  // 2.5 -> 2, 1.25 -> 1
 }
 
 TEST_CASE("QuantizeLinear saturates at both ends", "[quant]") {
   auto n = qnode("QuantizeLinear", 13, 3);
-  auto y = qrun(n, {tf({4}, {-1000.f, 1000.f, -64.f, 63.5f}), Tensor::scalar(0.5f), Tensor::scalar(uint8_t{128})})[0];
+  auto y = run(n, {tf({4}, {-1000.f, 1000.f, -64.f, 63.5f}), Tensor::scalar(0.5f), Tensor::scalar(uint8_t{128})})[0];
   CHECK(vals<uint8_t>(y) == std::vector<uint8_t>{0, 255, 0, 255});
-  y = qrun(n, {tf({4}, {-1000.f, 1000.f, -128.f, 127.f}), Tensor::scalar(1.0f), Tensor::scalar(int8_t{0})})[0];
+  y = run(n, {tf({4}, {-1000.f, 1000.f, -128.f, 127.f}), Tensor::scalar(1.0f), Tensor::scalar(int8_t{0})})[0];
   CHECK(vals<int8_t>(y) == std::vector<int8_t>{-128, 127, -128, 127});
   // No zero point: uint8 with zero point 0.
   auto n2 = qnode("QuantizeLinear", 13, 2);
-  y = qrun(n2, {tf({3}, {-1.f, 2.f, 300.f}), Tensor::scalar(1.0f)})[0];
+  y = run(n2, {tf({3}, {-1.f, 2.f, 300.f}), Tensor::scalar(1.0f)})[0];
   CHECK(vals<uint8_t>(y) == std::vector<uint8_t>{0, 2, 255});
   // 16-bit types.
-  y = qrun(n, {tf({3}, {-1e6f, 1e6f, 3.f}), Tensor::scalar(1.0f), Tensor::scalar(int16_t{0})})[0];
+  y = run(n, {tf({3}, {-1e6f, 1e6f, 3.f}), Tensor::scalar(1.0f), Tensor::scalar(int16_t{0})})[0];
   CHECK(vals<int16_t>(y) == std::vector<int16_t>{-32768, 32767, 3});
 }
 
@@ -85,13 +52,13 @@ TEST_CASE("QuantizeLinear / DequantizeLinear per axis on axis 0 and 1", "[quant]
   const std::vector<float> x = {-3.f, 0.f, 1.f, 2.f, 5.f, 7.f};  // shape [2,3]
   for (int axis : {0, 1}) {
     auto n = qnode("QuantizeLinear", 13, 3);
-    set_i(n, "axis", axis);
+    set_int(n, "axis", axis);
     const int64_t c = axis == 0 ? 2 : 3;
     std::vector<float> sc = {0.5f, 2.0f, 0.25f};
     std::vector<int8_t> zp = {1, -3, 4};
     sc.resize(static_cast<size_t>(c));
     zp.resize(static_cast<size_t>(c));
-    const auto y = qrun(n, {tf({2, 3}, x), tf({c}, sc), Tensor::from_vector<int8_t>({c}, zp)})[0];
+    const auto y = run(n, {tf({2, 3}, x), tf({c}, sc), Tensor::from_vector<int8_t>({c}, zp)})[0];
     std::vector<int8_t> want(6);
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 3; ++j) {
@@ -101,8 +68,8 @@ TEST_CASE("QuantizeLinear / DequantizeLinear per axis on axis 0 and 1", "[quant]
       }
     CHECK(vals<int8_t>(y) == want);
     auto d = qnode("DequantizeLinear", 13, 3);
-    set_i(d, "axis", axis);
-    const auto back = qrun(d, {y, tf({c}, sc), Tensor::from_vector<int8_t>({c}, zp)})[0];
+    set_int(d, "axis", axis);
+    const auto back = run(d, {y, tf({c}, sc), Tensor::from_vector<int8_t>({c}, zp)})[0];
     const auto bv = vals<float>(back);
     for (int i = 0; i < 2; ++i)
       for (int j = 0; j < 3; ++j) {
@@ -114,13 +81,13 @@ TEST_CASE("QuantizeLinear / DequantizeLinear per axis on axis 0 and 1", "[quant]
 
 TEST_CASE("QuantizeLinear blocked scales", "[quant]") {
   auto n = qnode("QuantizeLinear", 21, 3);
-  set_i(n, "axis", 1);
-  set_i(n, "block_size", 2);
+  set_int(n, "axis", 1);
+  set_int(n, "block_size", 2);
   // x [2,5], scale [2,3]: columns {0,1}, {2,3}, {4} share a scale.
   const std::vector<float> x = {1, 2, 3, 4, 5, -1, -2, -3, -4, -5};
   const std::vector<float> sc = {1, 2, 4, 0.5f, 0.25f, 1};
   const std::vector<uint8_t> zp = {0, 10, 20, 30, 40, 50};
-  const auto y = qrun(n, {tf({2, 5}, x), tf({2, 3}, sc), Tensor::from_vector<uint8_t>({2, 3}, zp)})[0];
+  const auto y = run(n, {tf({2, 5}, x), tf({2, 3}, sc), Tensor::from_vector<uint8_t>({2, 3}, zp)})[0];
   std::vector<uint8_t> want;
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 5; ++j) {
@@ -139,18 +106,18 @@ TEST_CASE("QuantizeLinear blocked scales", "[quant]") {
 
 TEST_CASE("int4 / uint4 / int2 pack low nibble first", "[quant]") {
   auto n = qnode("QuantizeLinear", 21, 2);
-  set_i(n, "output_dtype", static_cast<int64_t>(DType::kInt4));
-  const auto y = qrun(n, {tf({5}, {1.f, -2.f, 7.f, -8.f, 9.f}), Tensor::scalar(1.0f)})[0];
+  set_int(n, "output_dtype", static_cast<int64_t>(DType::kInt4));
+  const auto y = run(n, {tf({5}, {1.f, -2.f, 7.f, -8.f, 9.f}), Tensor::scalar(1.0f)})[0];
   REQUIRE(y.dtype() == DType::kInt4);
   // 1 | (-2 & 0xF) << 4 = 0xE1; 7 | 8 << 4 = 0x87; 9 saturates to 7 -> 0x07.
   CHECK(bytes(y) == std::vector<uint8_t>{0xE1, 0x87, 0x07});
 
-  set_i(n, "output_dtype", static_cast<int64_t>(DType::kUInt4));
-  const auto u = qrun(n, {tf({3}, {3.f, 20.f, -1.f}), Tensor::scalar(1.0f)})[0];
+  set_int(n, "output_dtype", static_cast<int64_t>(DType::kUInt4));
+  const auto u = run(n, {tf({3}, {3.f, 20.f, -1.f}), Tensor::scalar(1.0f)})[0];
   CHECK(bytes(u) == std::vector<uint8_t>{0xF3, 0x00});
 
-  set_i(n, "output_dtype", static_cast<int64_t>(DType::kInt2));
-  const auto i2 = qrun(n, {tf({5}, {1.f, -2.f, 5.f, -1.f, 0.f}), Tensor::scalar(1.0f)})[0];
+  set_int(n, "output_dtype", static_cast<int64_t>(DType::kInt2));
+  const auto i2 = run(n, {tf({5}, {1.f, -2.f, 5.f, -1.f, 0.f}), Tensor::scalar(1.0f)})[0];
   // 2-bit fields from the low end: 01, 10, 01 (5 -> 1), 11 -> 0b11_01_10_01 = 0xD9; then 0.
   CHECK(bytes(i2) == std::vector<uint8_t>{0xD9, 0x00});
 
@@ -158,20 +125,20 @@ TEST_CASE("int4 / uint4 / int2 pack low nibble first", "[quant]") {
   auto d = qnode("DequantizeLinear", 21, 3);
   const uint8_t zp_byte = 0x0F;  // -1
   const Tensor zp = Tensor::from_bytes(DType::kInt4, {}, &zp_byte);
-  const auto back = qrun(d, {y, Tensor::scalar(0.5f), zp})[0];
+  const auto back = run(d, {y, Tensor::scalar(0.5f), zp})[0];
   CHECK(vals<float>(back) == std::vector<float>{1.0f, -0.5f, 4.0f, -3.5f, 4.0f});
 }
 
 TEST_CASE("DequantizeLinear int32, float16 scale and output_dtype", "[quant]") {
   auto d = qnode("DequantizeLinear", 21, 2);
-  const auto y = qrun(d, {Tensor::from_vector<int32_t>({3}, {-2147483647, 0, 1000}), Tensor::scalar(0.5f)})[0];
+  const auto y = run(d, {Tensor::from_vector<int32_t>({3}, {-2147483647, 0, 1000}), Tensor::scalar(0.5f)})[0];
   const auto v = vals<float>(y);
   CHECK(v[0] == Approx(-1073741823.5).epsilon(1e-7));
   CHECK(v[2] == 500.0f);
   Half h;
   h.bits = float_to_half(0.25f);
   const Tensor hs = Tensor::from_bytes(DType::kFloat16, {}, &h.bits);
-  const auto yh = qrun(d, {Tensor::from_vector<uint8_t>({2}, {4, 8}), hs})[0];
+  const auto yh = run(d, {Tensor::from_vector<uint8_t>({2}, {4, 8}), hs})[0];
   REQUIRE(yh.dtype() == DType::kFloat16);
   CHECK(half_to_float(yh.data<uint16_t>()[0]) == 1.0f);
   CHECK(half_to_float(yh.data<uint16_t>()[1]) == 2.0f);
@@ -179,28 +146,28 @@ TEST_CASE("DequantizeLinear int32, float16 scale and output_dtype", "[quant]") {
 
 TEST_CASE("float8 e4m3fn / e5m2 bit patterns and saturate", "[quant]") {
   auto n = qnode("QuantizeLinear", 21, 2);
-  set_i(n, "output_dtype", static_cast<int64_t>(DType::kFloat8E4M3FN));
+  set_int(n, "output_dtype", static_cast<int64_t>(DType::kFloat8E4M3FN));
   // 1 = 0.0111.000, 0.5 = 0.0110.000, -2 = 1.1000.000, 448 = max 0x7E, 500 saturates, 2^-9 smallest
   // subnormal, 1.0625 is halfway between 1 and 1.125 -> even mantissa (1.0).
-  const auto y = qrun(n, {tf({7}, {1.f, 0.5f, -2.f, 448.f, 500.f, 0.001953125f, 1.0625f}), Tensor::scalar(1.0f)})[0];
+  const auto y = run(n, {tf({7}, {1.f, 0.5f, -2.f, 448.f, 500.f, 0.001953125f, 1.0625f}), Tensor::scalar(1.0f)})[0];
   CHECK(bytes(y) == std::vector<uint8_t>{0x38, 0x30, 0xC0, 0x7E, 0x7E, 0x01, 0x38});
-  set_i(n, "saturate", 0);
-  const auto ns = qrun(n, {tf({2}, {500.f, -1e9f}), Tensor::scalar(1.0f)})[0];
+  set_int(n, "saturate", 0);
+  const auto ns = run(n, {tf({2}, {500.f, -1e9f}), Tensor::scalar(1.0f)})[0];
   CHECK(bytes(ns) == std::vector<uint8_t>{0x7F, 0xFF});  // NaN
-  set_i(n, "output_dtype", static_cast<int64_t>(DType::kFloat8E5M2));
-  const auto e5 = qrun(n, {tf({3}, {1.f, 57344.f, 1e6f}), Tensor::scalar(1.0f)})[0];
+  set_int(n, "output_dtype", static_cast<int64_t>(DType::kFloat8E5M2));
+  const auto e5 = run(n, {tf({3}, {1.f, 57344.f, 1e6f}), Tensor::scalar(1.0f)})[0];
   CHECK(bytes(e5) == std::vector<uint8_t>{0x3C, 0x7B, 0x7C});  // 1e6 -> +inf without saturate
 }
 
 TEST_CASE("DynamicQuantizeLinear matches the spec example", "[quant]") {
   auto n = qnode("DynamicQuantizeLinear", 11, 1, 3);
-  const auto out = qrun(n, {tf({6}, {0.f, 2.f, -3.f, -2.5f, 1.34f, 0.5f})});
+  const auto out = run(n, {tf({6}, {0.f, 2.f, -3.f, -2.5f, 1.34f, 0.5f})});
   // range [-3, 2]: scale 5/255, zero point round(3 / scale) = 153
   CHECK(out[1].data<float>()[0] == Approx(5.0f / 255.0f));
   CHECK(vals<uint8_t>(out[2]) == std::vector<uint8_t>{153});
   CHECK(vals<uint8_t>(out[0]) == std::vector<uint8_t>{153, 255, 0, 26, 221, 179});
   // All-positive input: the range is extended down to 0, so zero point is 0.
-  const auto pos = qrun(n, {tf({2}, {1.f, 2.55f})});
+  const auto pos = run(n, {tf({2}, {1.f, 2.55f})});
   CHECK(vals<uint8_t>(pos[2]) == std::vector<uint8_t>{0});
   CHECK(vals<uint8_t>(pos[0]) == std::vector<uint8_t>{100, 255});
 }

@@ -11,55 +11,22 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
-using Fn = std::function<double(double)>;
-double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-
 NodeDef rnode(const std::string& op, int64_t hidden, const std::string& dir, size_t n_in, size_t n_out) {
-  NodeDef n;
-  n.name = "r";
-  n.op_type = op;
-  n.opset = 22;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back("x" + std::to_string(i));
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back("y" + std::to_string(i));
-  Attribute h;
-  h.kind = Attribute::Kind::kInt;
-  h.i = hidden;
-  n.attrs["hidden_size"] = h;
-  Attribute d;
-  d.kind = Attribute::Kind::kString;
-  d.s = dir;
-  n.attrs["direction"] = d;
+  NodeDef n = xy_node(op, 22, n_in, n_out, "r");
+  set_int(n, "hidden_size", hidden);
+  set_str(n, "direction", dir);
   return n;
 }
-void set_i(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-void set_f(NodeDef& n, const std::string& k, float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  n.attrs[k] = a;
-}
-void set_strings(NodeDef& n, const std::string& k, std::vector<std::string> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kStrings;
-  a.strings = std::move(v);
-  n.attrs[k] = a;
-}
-void set_floats(NodeDef& n, const std::string& k, std::vector<float> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloats;
-  a.floats = std::move(v);
-  n.attrs[k] = a;
-}
+
+using Fn = std::function<double(double)>;
+double sigm(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 std::vector<float> vals(size_t n, uint32_t seed, float scale = 0.5f) {
   std::vector<float> v(n);
@@ -68,16 +35,6 @@ std::vector<float> vals(size_t n, uint32_t seed, float scale = 0.5f) {
     x = scale * (static_cast<float>((seed >> 8) % 2000) / 1000.0f - 1.0f);
   }
   return v;
-}
-Tensor tf(Shape s, std::vector<float> v) { return Tensor::from_vector<float>(std::move(s), v); }
-
-std::vector<Tensor> rrun(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  auto r = run_node(n, p, cpu_registry());
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return *r;
 }
 
 void check_close(const Tensor& t, const std::vector<double>& want, double tol = 2e-5) {
@@ -228,7 +185,7 @@ std::vector<Tensor> inputs_of(const Problem& pb) {
 const char* op_name(Op op) { return op == Op::kRnn ? "RNN" : op == Op::kGru ? "GRU" : "LSTM"; }
 
 void run_and_check(const Problem& pb, NodeDef n) {
-  const auto out = rrun(n, inputs_of(pb));
+  const auto out = run(n, inputs_of(pb));
   const RefOut ref = reference(pb);
   check_close(out[0], ref.y);
   check_close(out[1], ref.yh);
@@ -261,8 +218,8 @@ TEST_CASE("LSTM clip, input_forget and custom activations", "[rnn]") {
              [](double v) { return std::tanh(v); },
              [](double v) { return std::max(v, 0.0); }};
   auto n = rnode("LSTM", 5, "bidirectional", 8, 3);
-  set_f(n, "clip", 0.7f);
-  set_i(n, "input_forget", 1);
+  set_float(n, "clip", 0.7f);
+  set_int(n, "input_forget", 1);
   set_strings(n, "activations", {"HardSigmoid", "LeakyRelu", "Affine", "Sigmoid", "Tanh", "Relu"});
   set_floats(n, "activation_alpha", {0.3f, 0.1f, 2.0f});
   set_floats(n, "activation_beta", {0.6f, 0.5f});
@@ -272,7 +229,7 @@ TEST_CASE("LSTM clip, input_forget and custom activations", "[rnn]") {
 TEST_CASE("LSTM default activations hand value", "[rnn]") {
   // H = I = 1, one step, W = [1,1,1,1], R = 0, no bias: i = o = f = sigmoid(x), c~ = tanh(x).
   auto n = rnode("LSTM", 1, "forward", 3, 3);
-  const auto out = rrun(n, {tf({1, 1, 1}, {0.5f}), tf({1, 4, 1}, {1, 1, 1, 1}), tf({1, 4, 1}, {0, 0, 0, 0})});
+  const auto out = run(n, {tf({1, 1, 1}, {0.5f}), tf({1, 4, 1}, {1, 1, 1, 1}), tf({1, 4, 1}, {0, 0, 0, 0})});
   const double s = sigm(0.5), c = s * std::tanh(0.5), h = s * std::tanh(c);
   check_close(out[0], {h}, 1e-6);
   check_close(out[1], {h}, 1e-6);
@@ -288,7 +245,7 @@ TEST_CASE("GRU linear_before_reset 0 and 1, both directions", "[rnn]") {
       pb.lbr = lbr != 0;
       pb.lens = {4, 3, 1};
       auto n = rnode("GRU", 4, dir, 6, 2);
-      set_i(n, "linear_before_reset", lbr);
+      set_int(n, "linear_before_reset", lbr);
       INFO(dir << " lbr " << lbr);
       run_and_check(pb, n);
     }
@@ -300,7 +257,7 @@ TEST_CASE("GRU clip and custom activations", "[rnn]") {
   pb.clip = 0.4;
   pb.acts = {[](double v) { return std::clamp(0.2 * v + 0.5, 0.0, 1.0); }, [](double v) { return std::max(v, 0.0); }};
   auto n = rnode("GRU", 2, "forward", 6, 2);
-  set_f(n, "clip", 0.4f);
+  set_float(n, "clip", 0.4f);
   set_strings(n, "activations", {"HardSigmoid", "Relu"});
   run_and_check(pb, n);
 }
@@ -319,7 +276,7 @@ TEST_CASE("layout 1 is the batch-major transpose of layout 0", "[rnn]") {
     Problem pb = make_problem(op, 3, 2, 3, 2, 2, 600);
     auto n0 = rnode(op_name(op), 2, "bidirectional", op == Op::kLstm ? 8 : 6, op == Op::kLstm ? 3 : 2);
     auto n1 = n0;
-    set_i(n1, "layout", 1);
+    set_int(n1, "layout", 1);
     const RefOut ref = reference(pb);
     auto in = inputs_of(pb);
     // X [T,B,I] -> [B,T,I]; initial states [D,B,H] -> [B,D,H]
@@ -333,7 +290,7 @@ TEST_CASE("layout 1 is the batch-major transpose of layout 0", "[rnn]") {
     in[0] = tf({pb.B, pb.T, pb.I}, transpose3(pb.x, pb.T, pb.B, pb.I));
     in[5] = tf({pb.B, 2, pb.H}, transpose3(pb.h0, 2, pb.B, pb.H));
     if (op == Op::kLstm) in[6] = tf({pb.B, 2, pb.H}, transpose3(pb.c0, 2, pb.B, pb.H));
-    const auto out = rrun(n1, in);
+    const auto out = run(n1, in);
     // Y [T,D,B,H] -> [B,T,D,H]
     std::vector<double> y1(ref.y.size());
     for (int64_t t = 0; t < pb.T; ++t)

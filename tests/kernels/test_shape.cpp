@@ -7,99 +7,29 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "kernel_test_util.h"
 #include "frugal/parallel.h"
 
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
 
-NodeDef node(const std::string& op, int opset, size_t n_in, size_t n_out = 1) {
-  NodeDef n;
-  n.name = "t";
-  n.op_type = op;
-  n.opset = opset;
-  for (size_t i = 0; i < n_in; ++i) n.inputs.push_back(std::string("x").append(std::to_string(i)));
-  for (size_t i = 0; i < n_out; ++i) n.outputs.push_back(std::string("y").append(std::to_string(i)));
-  return n;
-}
-
-void set_int(NodeDef& n, const std::string& k, int64_t v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInt;
-  a.i = v;
-  n.attrs[k] = a;
-}
-void set_ints(NodeDef& n, const std::string& k, std::vector<int64_t> v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kInts;
-  a.ints = std::move(v);
-  n.attrs[k] = a;
-}
-void set_float(NodeDef& n, const std::string& k, float v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kFloat;
-  a.f = v;
-  n.attrs[k] = a;
-}
-void set_str(NodeDef& n, const std::string& k, const std::string& v) {
-  Attribute a;
-  a.kind = Attribute::Kind::kString;
-  a.s = v;
-  n.attrs[k] = a;
-}
-void set_tensor(NodeDef& n, const std::string& k, Tensor t) {
-  Attribute a;
-  a.kind = Attribute::Kind::kTensor;
-  a.t = std::move(t);
-  n.attrs[k] = a;
-}
-
-StatusOr<std::vector<Tensor>> try_run(const NodeDef& n, const std::vector<Tensor>& ins) {
-  std::vector<const Tensor*> p;
-  for (const auto& t : ins) p.push_back(t.defined() ? &t : nullptr);
-  return run_node(n, p, cpu_registry());
-}
-
-std::vector<Tensor> run(const NodeDef& n, const std::vector<Tensor>& ins) {
-  auto r = try_run(n, ins);
-  INFO((r.ok() ? std::string() : r.status().to_string()));
-  REQUIRE(r.ok());
-  return *r;
-}
-
-Tensor run1(const NodeDef& n, const std::vector<Tensor>& ins) { return run(n, ins)[0]; }
-
-template <typename T>
-Tensor tv(Shape s, std::vector<T> v) { return Tensor::from_vector<T>(std::move(s), v); }
-Tensor ti(std::vector<int64_t> v) { return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v); }
 Tensor tb(Shape s, std::vector<int> v) {
   std::vector<uint8_t> b(v.begin(), v.end());
   return Tensor::from_bytes(DType::kBool, std::move(s), b.data());
-}
-
-template <typename T>
-std::vector<T> vals(const Tensor& t) {
-  REQUIRE(t.dtype() == DTypeOf<T>::value);
-  return std::vector<T>(t.data<T>(), t.data<T>() + t.numel());
-}
-std::vector<float> fvals(const Tensor& t) { return vals<float>(t); }
-
-std::vector<float> iota_f(int64_t n) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
-  return v;
 }
 
 }  // namespace
 
 TEST_CASE("Transpose: default and explicit perms, dtypes", "[shape]") {
   auto x = tv<float>({2, 3}, {1, 2, 3, 4, 5, 6});
-  auto y = run1(node("Transpose", 13, 1), {x});
+  auto y = run1(xy_node("Transpose", 13, 1), {x});
   CHECK(y.shape() == Shape{3, 2});
   CHECK(fvals(y) == std::vector<float>{1, 4, 2, 5, 3, 6});
 
   // [2,3,2] with perm (1,2,0): y[j,k,i] = x[i,j,k]
-  auto n = node("Transpose", 13, 1);
+  auto n = xy_node("Transpose", 13, 1);
   set_ints(n, "perm", {1, 2, 0});
   auto xi = tv<int64_t>({2, 3, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
   auto yi = run1(n, {xi});
@@ -107,12 +37,12 @@ TEST_CASE("Transpose: default and explicit perms, dtypes", "[shape]") {
   CHECK(vals<int64_t>(yi) == std::vector<int64_t>{0, 6, 1, 7, 2, 8, 3, 9, 4, 10, 5, 11});
 
   // bool and float16 are moved bit-exactly.
-  auto yb = run1(node("Transpose", 13, 1), {tb({2, 2}, {1, 0, 0, 1})});
+  auto yb = run1(xy_node("Transpose", 13, 1), {tb({2, 2}, {1, 0, 0, 1})});
   CHECK(yb.dtype() == DType::kBool);
   CHECK(vals<uint8_t>(Tensor::from_bytes(DType::kUInt8, {4}, yb.raw())) == std::vector<uint8_t>{1, 0, 0, 1});
   std::vector<uint16_t> h = {float_to_half(1.5f), float_to_half(-2.f), float_to_half(3.f), float_to_half(0.25f)};
   auto xh = Tensor::from_bytes(DType::kFloat16, {2, 2}, h.data());
-  auto yh = run1(node("Transpose", 13, 1), {xh});
+  auto yh = run1(xy_node("Transpose", 13, 1), {xh});
   CHECK(yh.dtype() == DType::kFloat16);
   const auto* yp = static_cast<const uint16_t*>(yh.raw());
   CHECK(half_to_float(yp[1]) == 3.f);
@@ -129,7 +59,7 @@ TEST_CASE("Transpose: large tiled and threaded copies match the index formula", 
     if (r == 4) perm = {0, 2, 1, 3};  // the BERT head split
     const int64_t n = shape_numel(dims);
     auto x = tv<float>(dims, iota_f(n));
-    auto nd = node("Transpose", 13, 1);
+    auto nd = xy_node("Transpose", 13, 1);
     set_ints(nd, "perm", perm);
     auto y = run1(nd, {x});
     // Independent check: for every output index, the input's flat index through the permutation.
@@ -157,41 +87,41 @@ TEST_CASE("Transpose: large tiled and threaded copies match the index formula", 
 
 TEST_CASE("Reshape: 0, -1, allowzero, and no copy", "[shape]") {
   auto x = tv<float>({2, 3, 4}, iota_f(24));
-  auto y = run1(node("Reshape", 14, 2), {x, ti({0, -1})});
+  auto y = run1(xy_node("Reshape", 14, 2), {x, ti({0, -1})});
   CHECK(y.shape() == Shape{2, 12});
   CHECK(y.raw() == x.raw());  // a view, not a copy
-  auto y2 = run1(node("Reshape", 14, 2), {x, ti({-1, 2, 2})});
+  auto y2 = run1(xy_node("Reshape", 14, 2), {x, ti({-1, 2, 2})});
   CHECK(y2.shape() == Shape{6, 2, 2});
   // allowzero=1: a 0 in shape is a real zero dim (only valid for empty tensors).
   auto e = tv<float>({0, 3}, {});
-  auto n = node("Reshape", 14, 2);
+  auto n = xy_node("Reshape", 14, 2);
   set_int(n, "allowzero", 1);
   CHECK(run1(n, {e, ti({3, 0})}).shape() == Shape{3, 0});
   // Without allowzero, 0 copies the input dim.
-  CHECK(run1(node("Reshape", 14, 2), {e, ti({0, 3})}).shape() == Shape{0, 3});
-  CHECK_FALSE(try_run(node("Reshape", 14, 2), {x, ti({5, -1})}).ok());
+  CHECK(run1(xy_node("Reshape", 14, 2), {e, ti({0, 3})}).shape() == Shape{0, 3});
+  CHECK_FALSE(try_run(xy_node("Reshape", 14, 2), {x, ti({5, -1})}).ok());
 }
 
 TEST_CASE("Flatten, Squeeze, Unsqueeze across opsets", "[shape]") {
   auto x = tv<float>({2, 3, 4}, iota_f(24));
-  auto f = node("Flatten", 13, 1);
+  auto f = xy_node("Flatten", 13, 1);
   set_int(f, "axis", -1);
   CHECK(run1(f, {x}).shape() == Shape{6, 4});
   set_int(f, "axis", 0);
   CHECK(run1(f, {x}).shape() == Shape{1, 24});
 
   auto s = tv<int64_t>({1, 3, 1}, {7, 8, 9});
-  CHECK(run1(node("Squeeze", 13, 1), {s}).shape() == Shape{3});
-  CHECK(run1(node("Squeeze", 13, 2), {s, ti({-1})}).shape() == Shape{1, 3});
-  auto sq11 = node("Squeeze", 11, 1);
+  CHECK(run1(xy_node("Squeeze", 13, 1), {s}).shape() == Shape{3});
+  CHECK(run1(xy_node("Squeeze", 13, 2), {s, ti({-1})}).shape() == Shape{1, 3});
+  auto sq11 = xy_node("Squeeze", 11, 1);
   set_ints(sq11, "axes", {0});
   auto ys = run1(sq11, {s});
   CHECK(ys.shape() == Shape{3, 1});
   CHECK(vals<int64_t>(ys) == std::vector<int64_t>{7, 8, 9});
-  CHECK_FALSE(try_run(node("Squeeze", 13, 2), {s, ti({1})}).ok());
+  CHECK_FALSE(try_run(xy_node("Squeeze", 13, 2), {s, ti({1})}).ok());
 
-  CHECK(run1(node("Unsqueeze", 13, 2), {s, ti({0, -1})}).shape() == Shape{1, 1, 3, 1, 1});
-  auto u11 = node("Unsqueeze", 11, 1);
+  CHECK(run1(xy_node("Unsqueeze", 13, 2), {s, ti({0, -1})}).shape() == Shape{1, 1, 3, 1, 1});
+  auto u11 = xy_node("Unsqueeze", 11, 1);
   set_ints(u11, "axes", {3, 1});
   CHECK(run1(u11, {tv<float>({2, 3}, iota_f(6))}).shape() == Shape{2, 1, 3, 1});
 }
@@ -200,30 +130,30 @@ TEST_CASE("Concat and Split", "[shape]") {
   auto a = tv<float>({2, 2}, {1, 2, 3, 4});
   auto b = tv<float>({2, 1}, {5, 6});
   auto e = tv<float>({2, 0}, {});
-  auto c = node("Concat", 13, 3);
+  auto c = xy_node("Concat", 13, 3);
   set_int(c, "axis", -1);
   auto y = run1(c, {a, e, b});
   CHECK(y.shape() == Shape{2, 3});
   CHECK(fvals(y) == std::vector<float>{1, 2, 5, 3, 4, 6});
-  auto c0 = node("Concat", 13, 2);
+  auto c0 = xy_node("Concat", 13, 2);
   set_int(c0, "axis", 0);
   auto yb = run1(c0, {tb({1, 2}, {1, 0}), tb({1, 2}, {0, 1})});
   CHECK(yb.shape() == Shape{2, 2});
   CHECK(std::memcmp(yb.raw(), std::vector<uint8_t>{1, 0, 0, 1}.data(), 4) == 0);
 
   auto x = tv<int64_t>({5}, {1, 2, 3, 4, 5});
-  auto s = node("Split", 13, 2, 2);
+  auto s = xy_node("Split", 13, 2, 2);
   auto outs = run(s, {x, ti({2, 3})});
   CHECK(vals<int64_t>(outs[0]) == std::vector<int64_t>{1, 2});
   CHECK(vals<int64_t>(outs[1]) == std::vector<int64_t>{3, 4, 5});
   // opset 18 num_outputs with an uneven split: ceil(5/3) = 2 -> 2, 2, 1.
-  auto s18 = node("Split", 18, 1, 3);
+  auto s18 = xy_node("Split", 18, 1, 3);
   set_int(s18, "num_outputs", 3);
   auto o18 = run(s18, {x});
   CHECK(vals<int64_t>(o18[0]) == std::vector<int64_t>{1, 2});
   CHECK(vals<int64_t>(o18[2]) == std::vector<int64_t>{5});
   // opset 11 split attribute along axis 1.
-  auto s11 = node("Split", 11, 1, 2);
+  auto s11 = xy_node("Split", 11, 1, 2);
   set_int(s11, "axis", 1);
   set_ints(s11, "split", {1, 2});
   auto x23 = tv<float>({2, 3}, {1, 2, 3, 4, 5, 6});
@@ -232,7 +162,7 @@ TEST_CASE("Concat and Split", "[shape]") {
   CHECK(fvals(o11[1]) == std::vector<float>{2, 3, 5, 6});
   CHECK(o11[1].shape() == Shape{2, 2});
   // Splitting the leading axis hands out views of the input.
-  auto s0 = node("Split", 13, 1, 2);
+  auto s0 = xy_node("Split", 13, 1, 2);
   auto o0 = run(s0, {x23});
   CHECK(fvals(o0[1]) == std::vector<float>{4, 5, 6});
   CHECK(o0[1].raw() == static_cast<const void*>(x23.data<float>() + 3));
@@ -241,21 +171,21 @@ TEST_CASE("Concat and Split", "[shape]") {
 TEST_CASE("Slice: negative steps, clamping, attribute form", "[shape]") {
   auto x = tv<float>({2, 5}, iota_f(10));
   // x[:, ::-2] -> columns 4, 2, 0
-  auto y = run1(node("Slice", 13, 5), {x, ti({-1}), ti({INT64_MIN}), ti({1}), ti({-2})});
+  auto y = run1(xy_node("Slice", 13, 5), {x, ti({-1}), ti({INT64_MIN}), ti({1}), ti({-2})});
   CHECK(y.shape() == Shape{2, 3});
   CHECK(fvals(y) == std::vector<float>{4, 2, 0, 9, 7, 5});
   // Out-of-range ends clamp: x[1:100, 1:3]
-  auto y2 = run1(node("Slice", 13, 3), {x, ti({1, 1}), ti({100, 3})});
+  auto y2 = run1(xy_node("Slice", 13, 3), {x, ti({1, 1}), ti({100, 3})});
   CHECK(y2.shape() == Shape{1, 2});
   CHECK(fvals(y2) == std::vector<float>{6, 7});
   // Empty result: start beyond end.
-  CHECK(run1(node("Slice", 13, 4), {x, ti({3}), ti({1}), ti({1})}).shape() == Shape{2, 0});
+  CHECK(run1(xy_node("Slice", 13, 4), {x, ti({3}), ti({1}), ti({1})}).shape() == Shape{2, 0});
   // A slice along the leading axis is one contiguous run: served as a view, no copy.
-  auto lead = run1(node("Slice", 13, 3), {x, ti({1}), ti({2})});
+  auto lead = run1(xy_node("Slice", 13, 3), {x, ti({1}), ti({2})});
   CHECK(fvals(lead) == std::vector<float>{5, 6, 7, 8, 9});
   CHECK(lead.raw() == static_cast<const void*>(x.data<float>() + 5));
   // Opset 9 attributes.
-  auto s9 = node("Slice", 9, 1);
+  auto s9 = xy_node("Slice", 9, 1);
   set_ints(s9, "starts", {-2});
   set_ints(s9, "ends", {1000});
   set_ints(s9, "axes", {1});
@@ -264,17 +194,17 @@ TEST_CASE("Slice: negative steps, clamping, attribute form", "[shape]") {
 
 TEST_CASE("Gather and GatherElements", "[shape]") {
   auto x = tv<int64_t>({3, 2}, {1, 2, 3, 4, 5, 6});
-  auto y = run1(node("Gather", 13, 2), {x, tv<int64_t>({2, 2}, {0, -1, 1, 0})});
+  auto y = run1(xy_node("Gather", 13, 2), {x, tv<int64_t>({2, 2}, {0, -1, 1, 0})});
   CHECK(y.shape() == Shape{2, 2, 2});
   CHECK(vals<int64_t>(y) == std::vector<int64_t>{1, 2, 5, 6, 3, 4, 1, 2});
-  auto g1 = node("Gather", 13, 2);
+  auto g1 = xy_node("Gather", 13, 2);
   set_int(g1, "axis", 1);
   auto y1 = run1(g1, {x, Tensor::scalar<int32_t>(1)});
   CHECK(y1.shape() == Shape{3});
   CHECK(vals<int64_t>(y1) == std::vector<int64_t>{2, 4, 6});
-  CHECK_FALSE(try_run(node("Gather", 13, 2), {x, ti({3})}).ok());
+  CHECK_FALSE(try_run(xy_node("Gather", 13, 2), {x, ti({3})}).ok());
 
-  auto ge = node("GatherElements", 13, 2);
+  auto ge = xy_node("GatherElements", 13, 2);
   set_int(ge, "axis", 1);
   auto z = run1(ge, {tv<float>({2, 2}, {1, 2, 3, 4}), tv<int64_t>({2, 2}, {0, 0, 1, -2})});
   CHECK(fvals(z) == std::vector<float>{1, 1, 4, 3});
@@ -282,36 +212,36 @@ TEST_CASE("Gather and GatherElements", "[shape]") {
 
 TEST_CASE("Expand and Tile", "[shape]") {
   auto x = tv<float>({3, 1}, {1, 2, 3});
-  auto y = run1(node("Expand", 13, 2), {x, ti({2, 1, 2})});
+  auto y = run1(xy_node("Expand", 13, 2), {x, ti({2, 1, 2})});
   CHECK(y.shape() == Shape{2, 3, 2});
   CHECK(fvals(y) == std::vector<float>{1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3});
-  auto t = run1(node("Tile", 13, 2), {tv<int32_t>({2, 2}, {1, 2, 3, 4}), ti({1, 2})});
+  auto t = run1(xy_node("Tile", 13, 2), {tv<int32_t>({2, 2}, {1, 2, 3, 4}), ti({1, 2})});
   CHECK(t.shape() == Shape{2, 4});
   CHECK(vals<int32_t>(t) == std::vector<int32_t>{1, 2, 1, 2, 3, 4, 3, 4});
-  CHECK(run1(node("Tile", 13, 2), {tv<int32_t>({2, 2}, {1, 2, 3, 4}), ti({0, 3})}).shape() == Shape{0, 6});
+  CHECK(run1(xy_node("Tile", 13, 2), {tv<int32_t>({2, 2}, {1, 2, 3, 4}), ti({0, 3})}).shape() == Shape{0, 6});
 }
 
 TEST_CASE("Pad: every mode, negative pads, attribute form", "[shape]") {
   auto x = tv<float>({1, 3}, {1, 2, 3});
-  auto p = node("Pad", 13, 3);
+  auto p = xy_node("Pad", 13, 3);
   auto y = run1(p, {x, ti({0, 2, 0, 1}), Tensor::scalar<float>(9)});
   CHECK(fvals(y) == std::vector<float>{9, 9, 1, 2, 3, 9});
   set_str(p, "mode", "reflect");
   CHECK(fvals(run1(p, {x, ti({0, 2, 0, 2})})) == std::vector<float>{3, 2, 1, 2, 3, 2, 1});
   set_str(p, "mode", "edge");
   CHECK(fvals(run1(p, {x, ti({0, 2, 0, 1})})) == std::vector<float>{1, 1, 1, 2, 3, 3});
-  auto w = node("Pad", 19, 2);
+  auto w = xy_node("Pad", 19, 2);
   set_str(w, "mode", "wrap");
   CHECK(fvals(run1(w, {x, ti({0, 2, 0, 1})})) == std::vector<float>{2, 3, 1, 2, 3, 1});
   // Negative pads crop.
-  CHECK(fvals(run1(node("Pad", 13, 2), {x, ti({0, -1, 0, 1})})) == std::vector<float>{2, 3, 0});
+  CHECK(fvals(run1(xy_node("Pad", 13, 2), {x, ti({0, -1, 0, 1})})) == std::vector<float>{2, 3, 0});
   // Opset 18 axes input: pad only axis 0 (rows) of a [1,3] int64 tensor.
   auto xi = tv<int64_t>({1, 3}, {1, 2, 3});
-  auto ya = run1(node("Pad", 18, 4), {xi, ti({1, 0}), Tensor::scalar<int64_t>(-1), ti({-2})});
+  auto ya = run1(xy_node("Pad", 18, 4), {xi, ti({1, 0}), Tensor::scalar<int64_t>(-1), ti({-2})});
   CHECK(ya.shape() == Shape{2, 3});
   CHECK(vals<int64_t>(ya) == std::vector<int64_t>{-1, -1, -1, 1, 2, 3});
   // Opset 2 attributes.
-  auto p2 = node("Pad", 2, 1);
+  auto p2 = xy_node("Pad", 2, 1);
   set_ints(p2, "pads", {1, 0, 0, 0});
   set_float(p2, "value", 0.5f);
   CHECK(fvals(run1(p2, {x})) == std::vector<float>{0.5f, 0.5f, 0.5f, 1, 2, 3});
@@ -319,47 +249,47 @@ TEST_CASE("Pad: every mode, negative pads, attribute form", "[shape]") {
 
 TEST_CASE("Shape, Size, ConstantOfShape, Constant, Range", "[shape]") {
   auto x = tv<float>({2, 0, 4}, {});
-  CHECK(vals<int64_t>(run1(node("Shape", 13, 1), {x})) == std::vector<int64_t>{2, 0, 4});
-  auto s15 = node("Shape", 15, 1);
+  CHECK(vals<int64_t>(run1(xy_node("Shape", 13, 1), {x})) == std::vector<int64_t>{2, 0, 4});
+  auto s15 = xy_node("Shape", 15, 1);
   set_int(s15, "start", -2);
   CHECK(vals<int64_t>(run1(s15, {x})) == std::vector<int64_t>{0, 4});
   set_int(s15, "end", -5);  // clamps to 0: empty
   CHECK(run1(s15, {x}).shape() == Shape{0});
-  auto sz = run1(node("Size", 13, 1), {tv<float>({2, 3}, iota_f(6))});
+  auto sz = run1(xy_node("Size", 13, 1), {tv<float>({2, 3}, iota_f(6))});
   CHECK(sz.shape() == Shape{});
   CHECK(vals<int64_t>(sz) == std::vector<int64_t>{6});
 
-  auto cs = node("ConstantOfShape", 9, 1);
+  auto cs = xy_node("ConstantOfShape", 9, 1);
   CHECK(fvals(run1(cs, {ti({2})})) == std::vector<float>{0, 0});
   set_tensor(cs, "value", tv<int64_t>({1}, {7}));
   auto c = run1(cs, {ti({2, 1})});
   CHECK(c.shape() == Shape{2, 1});
   CHECK(vals<int64_t>(c) == std::vector<int64_t>{7, 7});
 
-  auto k = node("Constant", 13, 0);
+  auto k = xy_node("Constant", 13, 0);
   set_ints(k, "value_ints", {3, 4});
   CHECK(vals<int64_t>(run1(k, {})) == std::vector<int64_t>{3, 4});
-  auto kf = node("Constant", 13, 0);
+  auto kf = xy_node("Constant", 13, 0);
   set_float(kf, "value_float", 2.5f);
   auto ykf = run1(kf, {});
   CHECK(ykf.shape() == Shape{});
   CHECK(fvals(ykf) == std::vector<float>{2.5f});
-  auto kt = node("Constant", 13, 0);
+  auto kt = xy_node("Constant", 13, 0);
   set_tensor(kt, "value", tv<float>({2}, {1, 2}));
   CHECK(fvals(run1(kt, {})) == std::vector<float>{1, 2});
 
-  auto r = run1(node("Range", 11, 3), {Tensor::scalar<int64_t>(10), Tensor::scalar<int64_t>(1), Tensor::scalar<int64_t>(-4)});
+  auto r = run1(xy_node("Range", 11, 3), {Tensor::scalar<int64_t>(10), Tensor::scalar<int64_t>(1), Tensor::scalar<int64_t>(-4)});
   CHECK(vals<int64_t>(r) == std::vector<int64_t>{10, 6, 2});
-  auto rf = run1(node("Range", 11, 3), {Tensor::scalar<float>(0), Tensor::scalar<float>(1), Tensor::scalar<float>(0.25f)});
+  auto rf = run1(xy_node("Range", 11, 3), {Tensor::scalar<float>(0), Tensor::scalar<float>(1), Tensor::scalar<float>(0.25f)});
   CHECK(fvals(rf) == std::vector<float>{0, 0.25f, 0.5f, 0.75f});
-  CHECK(run1(node("Range", 11, 3), {Tensor::scalar<int32_t>(5), Tensor::scalar<int32_t>(1), Tensor::scalar<int32_t>(1)})
+  CHECK(run1(xy_node("Range", 11, 3), {Tensor::scalar<int32_t>(5), Tensor::scalar<int32_t>(1), Tensor::scalar<int32_t>(1)})
             .shape() == Shape{0});
 }
 
 TEST_CASE("DepthToSpace (DCR, CRD) and SpaceToDepth", "[shape]") {
   // x: [1, 4, 1, 2], channel c holds values 10c, 10c+1.
   auto x = tv<float>({1, 4, 1, 2}, {0, 1, 10, 11, 20, 21, 30, 31});
-  auto d = node("DepthToSpace", 13, 1);
+  auto d = xy_node("DepthToSpace", 13, 1);
   set_int(d, "blocksize", 2);
   // DCR: y[0,0,2h+i,2w+j] = x[0,(i*2+j),h,w]
   auto y = run1(d, {x});
@@ -373,7 +303,7 @@ TEST_CASE("DepthToSpace (DCR, CRD) and SpaceToDepth", "[shape]") {
   set_str(d, "mode", "DCR");  // DCR: y[c, i, j] = x[(i*2+j)*2 + c]
   CHECK(fvals(run1(d, {x8})) == std::vector<float>{0, 2, 4, 6, 1, 3, 5, 7});
 
-  auto s = node("SpaceToDepth", 13, 1);
+  auto s = xy_node("SpaceToDepth", 13, 1);
   set_int(s, "blocksize", 2);
   auto z = run1(s, {y});
   CHECK(z.shape() == Shape{1, 4, 1, 2});
@@ -381,24 +311,24 @@ TEST_CASE("DepthToSpace (DCR, CRD) and SpaceToDepth", "[shape]") {
 }
 
 TEST_CASE("NonZero", "[shape]") {
-  auto y = run1(node("NonZero", 13, 1), {tv<float>({2, 2}, {1, 0, -0.f, 3})});
+  auto y = run1(xy_node("NonZero", 13, 1), {tv<float>({2, 2}, {1, 0, -0.f, 3})});
   CHECK(y.shape() == Shape{2, 2});
   CHECK(vals<int64_t>(y) == std::vector<int64_t>{0, 1, 0, 1});
-  auto yb = run1(node("NonZero", 13, 1), {tb({3}, {0, 1, 1})});
+  auto yb = run1(xy_node("NonZero", 13, 1), {tb({3}, {0, 1, 1})});
   CHECK(vals<int64_t>(yb) == std::vector<int64_t>{1, 2});
 }
 
 TEST_CASE("Resize and Upsample", "[shape]") {
   auto x = tv<float>({1, 1, 2, 2}, {1, 2, 3, 4});
   // nearest, asymmetric x2: plain repetition.
-  auto n = node("Resize", 19, 3);
+  auto n = xy_node("Resize", 19, 3);
   set_str(n, "coordinate_transformation_mode", "asymmetric");
   set_str(n, "nearest_mode", "floor");
   auto y = run1(n, {x, Tensor(), tv<float>({4}, {1, 1, 2, 2})});
   CHECK(y.shape() == Shape{1, 1, 4, 4});
   CHECK(fvals(y) == std::vector<float>{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
   // linear, align_corners, sizes [1,1,1,3] on axis 3 only via axes: row 0 -> 1, 1.5, 2
-  auto l = node("Resize", 19, 4);
+  auto l = xy_node("Resize", 19, 4);
   set_str(l, "mode", "linear");
   set_str(l, "coordinate_transformation_mode", "align_corners");
   set_ints(l, "axes", {3});
@@ -406,11 +336,11 @@ TEST_CASE("Resize and Upsample", "[shape]") {
   CHECK(yl.shape() == Shape{1, 1, 2, 3});
   CHECK(fvals(yl) == std::vector<float>{1, 1.5f, 2, 3, 3.5f, 4});
   // linear, half_pixel x2 on a 1-D row [0, 4]: coordinates -0.25, 0.25, 0.75, 1.25 -> 0, 1, 3, 4
-  auto h = node("Resize", 13, 3);
+  auto h = xy_node("Resize", 13, 3);
   set_str(h, "mode", "linear");
   CHECK(fvals(run1(h, {tv<float>({2}, {0, 4}), Tensor(), tv<float>({1}, {2})})) == std::vector<float>{0, 1, 3, 4});
   // Upsample-9 nearest with integer scales; int64 data moves exactly.
-  auto u = node("Upsample", 9, 2);
+  auto u = xy_node("Upsample", 9, 2);
   auto yu = run1(u, {tv<int64_t>({1, 2}, {5, 6}), tv<float>({2}, {2, 2})});
   CHECK(yu.shape() == Shape{2, 4});
   CHECK(vals<int64_t>(yu) == std::vector<int64_t>{5, 5, 6, 6, 5, 5, 6, 6});
