@@ -1,8 +1,6 @@
 // GEMM dispatch: the generic Eigen build plus run-time selection of the AVX2 / AVX-512 builds.
 #include "gemm.h"
 
-#include <omp.h>
-
 #include <algorithm>
 
 #include <Eigen/Core>
@@ -11,6 +9,11 @@
 
 #define FRUGAL_GEMM_NS generic
 #include "gemm_impl.h"
+
+namespace frugal {
+// lib/core/parallel.cpp: whether this thread runs inside a parallel_for chunk.
+bool parallel_region_active();
+}  // namespace frugal
 
 namespace frugal::kernels {
 
@@ -54,7 +57,7 @@ Isa isa() {
 template <typename T, typename F>
 void split_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B,
                 int64_t ldb, T* C, int64_t ldc, F&& serial) {
-  const int threads = omp_in_parallel() ? 1 : num_threads();
+  const int threads = parallel_region_active() ? 1 : num_threads();
   const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   const bool by_cols = N >= M;
   const int64_t extent = by_cols ? N : M, align = by_cols ? 16 : 8;

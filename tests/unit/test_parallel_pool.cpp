@@ -1,0 +1,60 @@
+// parallel_for on frugal's thread pool: every index visited exactly once, nested calls run inline,
+// thread-count changes between calls, and many back-to-back jobs (workers spinning vs sleeping).
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "frugal/parallel.h"
+
+using namespace frugal;
+
+TEST_CASE("parallel_for covers [0, n) exactly once at 1..4 threads", "[parallel]") {
+  const int before = num_threads();
+  for (int threads : {1, 2, 3, 4}) {
+    set_num_threads(threads);
+    for (int64_t n : {1, 2, 7, 64, 1000, 12345}) {
+      for (int64_t grain : {1, 5, 100}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        parallel_for(n, grain, [&](int64_t b, int64_t e) {
+          REQUIRE(b < e);
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)].fetch_add(1);
+        });
+        int bad = 0;
+        for (auto& h : hits) bad += h.load() != 1;
+        INFO("threads " << threads << " n " << n << " grain " << grain);
+        CHECK(bad == 0);
+      }
+    }
+  }
+  set_num_threads(before);
+}
+
+TEST_CASE("nested parallel_for runs inline and back-to-back jobs after sleeps complete", "[parallel]") {
+  const int before = num_threads();
+  set_num_threads(2);
+  std::atomic<int64_t> sum{0};
+  parallel_for(8, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      parallel_for(100, 1, [&](int64_t b2, int64_t e2) {
+        for (int64_t j = b2; j < e2; ++j) sum.fetch_add(i * 100 + j);
+      });
+  });
+  CHECK(sum.load() == 799 * 800 / 2);
+  for (int round = 0; round < 3; ++round) {
+    // Let the workers fall asleep, then wake them with many tiny jobs.
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    int64_t total = 0;
+    for (int k = 0; k < 2000; ++k) {
+      std::atomic<int64_t> s{0};
+      parallel_for(4, 1, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) s.fetch_add(i + 1);
+      });
+      total += s.load();
+    }
+    CHECK(total == 2000 * 10);
+  }
+  set_num_threads(before);
+}
