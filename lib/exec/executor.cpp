@@ -318,6 +318,19 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
         }
       }
     }
+    // Add / Sum (residual joins) followed by Relu: the Relu runs in place on the sum.
+    const bool join = (Fuser::is_op(n, "Add") && n.opset >= 7 && n.inputs.size() == 2) ||
+                      (Fuser::is_op(n, "Sum") && n.inputs.size() >= 2);
+    if (join && Fuser::single_output(n)) {
+      const int64_t r = f.sole_reader(cur);
+      if (r >= 0 && Fuser::is_op(g.nodes()[static_cast<size_t>(r)], "Relu") &&
+          Fuser::single_output(g.nodes()[static_cast<size_t>(r)])) {
+        set_string_attr(exec, "_frugal_activation", "Relu");
+        covered.push_back(static_cast<size_t>(r));
+        cur = g.nodes()[static_cast<size_t>(r)].outputs[0];
+        label += "+Relu";
+      }
+    }
     ExecPlan::Step step{ni, std::move(exec), nullptr, std::move(label)};
     if (!covered.empty()) {
       step.node.outputs = {cur};

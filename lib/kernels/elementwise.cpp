@@ -152,6 +152,18 @@ StatusOr<Shape> rhs_shape(const LegacyBroadcast& l, const Tensor& a, const Tenso
   return legacy_b_shape(a.shape(), b.shape(), l.axis, node);
 }
 
+// A Relu fused into this Add/Sum by the Executor's plan-time fusion (private attribute, see
+// gemm_epilogue.h), applied in place to the freshly computed output.
+Status apply_fused_relu(const NodeDef& node, Tensor& out) {
+  if (node.get_string("_frugal_activation", "") != "Relu") return Status();
+  return dispatch_numeric(out.dtype(), node, [&](auto tag) -> Status {
+    using T = typename decltype(tag)::type;
+    T* d = out.mut<T>();
+    unary_map(d, d, out.numel(), [](T x) { return x > T(0) ? x : (x == x ? T(0) : x); });
+    return Status();
+  });
+}
+
 KernelFactory binary_arith(BinOp op) {
   return [op](const NodeDef& node) -> StatusOr<KernelPtr> {
     BinOp eff = op;
@@ -160,7 +172,8 @@ KernelFactory binary_arith(BinOp op) {
     return make_kernel([node, eff, legacy](KernelContext& ctx) -> Status {
       return with_half_as_float(ctx, {ctx.input(0), ctx.input(1)}, [&](std::vector<Tensor>& in, Tensor& out) {
         FRUGAL_ASSIGN_OR_RETURN(Shape bs, rhs_shape(legacy, in[0], in[1], node));
-        return arith(eff, in[0], in[1], bs, node, out);
+        FRUGAL_RETURN_IF_ERROR(arith(eff, in[0], in[1], bs, node, out));
+        return apply_fused_relu(node, out);
       });
     });
   };
@@ -191,6 +204,8 @@ KernelFactory variadic(BinOp op, bool mean) {
           }));
         }
         out = acc;
+        // The Executor fuses a Relu only into a Sum of two or more inputs, so `out` is a fresh tensor.
+        if (in.size() > 1) return apply_fused_relu(node, out);
         return Status();
       });
     });

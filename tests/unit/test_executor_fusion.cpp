@@ -207,3 +207,26 @@ TEST_CASE("MatMul+Add with a bias that is a graph input is not fused", "[executo
   REQUIRE(ex.ok());
   CHECK((*ex)->fused_node_count() == 0);
 }
+
+TEST_CASE("Sum and Add followed by Relu fuse and match hand values", "[executor][fusion]") {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[4] a, float[4] b, float[4] c) => (float[4] y, float[4] z) {
+      s = Sum(a, b, c)
+      y = Relu(s)
+      t = Add(a, b)
+      z = Relu(t)
+    }
+  )";
+  auto model = parse_model(text);
+  auto ex = Executor::create(model);
+  REQUIRE(ex.ok());
+  CHECK((*ex)->fused_node_count() == 2);
+  NamedTensors in{{"a", Tensor::from_vector<float>({4}, {1, -2, 3, -4})},
+                  {"b", Tensor::from_vector<float>({4}, {0.5f, 1, -5, 2})},
+                  {"c", Tensor::from_vector<float>({4}, {0, 0.5f, 1, 3})}};
+  auto out = (*ex)->run(in);
+  REQUIRE(out.ok());
+  CHECK(values(*out, 0) == std::vector<float>{1.5f, 0, 0, 1});
+  CHECK(values(*out, 1) == std::vector<float>{1.5f, 0, 0, 0});
+}
