@@ -6,26 +6,16 @@
 #include "frugal/dataset.h"
 #include "frugal/file_util.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 const fs::path kTestData = FRUGAL_TESTDATA_DIR;
 const fs::path kRepo = FRUGAL_SOURCE_DIR;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("frugal_ds_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 Graph graph_of(const fs::path& p, std::shared_ptr<Model>* keep) {
   auto m = Model::load(p);

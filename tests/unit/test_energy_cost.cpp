@@ -3,14 +3,15 @@
 // published totals.
 #include <catch2/catch.hpp>
 
-#include <onnx/defs/parser.h>
-
 #include <filesystem>
 
 #include "frugal/embedded_data.h"
 #include "frugal/energy.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 namespace fs = std::filesystem;
 
 namespace {
@@ -58,20 +59,6 @@ CostOutput out(Shape s, DType t = DType::kFloat) {
   o.shape = std::move(s);
   o.dtype = t;
   return o;
-}
-
-// Parses an ONNX textual model and adds `inits` as initializers.
-std::shared_ptr<Model> parse_model(const std::string& text, const std::vector<std::pair<std::string, Tensor>>& inits) {
-  onnx::ModelProto mp;
-  auto st = onnx::OnnxParser::Parse(mp, text.c_str());
-  INFO(st.ErrorMessage());
-  REQUIRE(st.IsOK());
-  for (const auto& kv : inits) {
-    auto* t = mp.mutable_graph()->add_initializer();
-    tensor_to_proto(kv.second, t);
-    t->set_name(kv.first);
-  }
-  return Model::from_proto(mp);
 }
 
 const NodeCost* find_op(const ModelCost& m, const std::string& op) {

@@ -7,22 +7,17 @@
 
 #include "frugal/energy.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 struct FakePowercap {
-  fs::path root;
-  FakePowercap() {
-    std::random_device rd;
-    root = fs::temp_directory_path() / ("frugal_rapl_" + std::to_string(rd()));
-    fs::create_directories(root);
-  }
-  ~FakePowercap() {
-    std::error_code ec;
-    fs::remove_all(root, ec);
-  }
+  TempDir dir;
+  fs::path root = dir.path;
   void domain(const std::string& name, uint64_t energy, uint64_t max_range) {
     fs::create_directories(root / name);
     set(name, energy);

@@ -11,25 +11,15 @@
 #include "frugal/file_util.h"
 #include "frugal/model.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 namespace fs = std::filesystem;
 
 namespace {
 
 const fs::path kTestData = FRUGAL_TESTDATA_DIR;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("frugal_test_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 std::string deterministic_bytes(const onnx::ModelProto& m) {
   std::string out;

@@ -3,26 +3,15 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
-#include <onnx/defs/parser.h>
 
 #include "frugal/prune.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
-
-std::shared_ptr<Model> parse(const std::string& text, const std::vector<std::pair<std::string, Tensor>>& inits) {
-  onnx::ModelProto mp;
-  auto st = onnx::OnnxParser::Parse(mp, text.c_str());
-  INFO(st.ErrorMessage());
-  REQUIRE(st.IsOK());
-  for (const auto& kv : inits) {
-    auto* t = mp.mutable_graph()->add_initializer();
-    tensor_to_proto(kv.second, t);
-    t->set_name(kv.first);
-  }
-  return Model::from_proto(mp);
-}
 
 std::vector<float> init_values(const Model& m, const std::string& name) {
   for (const auto& t : m.proto().graph().initializer())
@@ -104,9 +93,9 @@ mlp (float[N, 8] x) => (float[N, 4] y) {
 )";
 
 TEST_CASE("prune_model: per-layer exact counts, classifier skipped by default", "[prune]") {
-  auto m = parse(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
-                        {"w2", Tensor::from_vector<float>({5, 6}, ramp(30))},
-                        {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
+  auto m = parse_model(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
+                              {"w2", Tensor::from_vector<float>({5, 6}, ramp(30))},
+                              {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
   PruneOptions o;
   o.sparsity = 0.5;
   auto r = prune_model(*m, o, nullptr);
@@ -142,9 +131,9 @@ TEST_CASE("prune_model: per-layer exact counts, classifier skipped by default", 
 TEST_CASE("prune_model: global scope pools all layers under one threshold", "[prune]") {
   // w1 magnitudes 1..48, w2 magnitudes 101..130: pruning 39 of 78 globally takes all from w1... up to 39.
   std::vector<float> w2 = ramp(30, 101);
-  auto m = parse(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
-                        {"w2", Tensor::from_vector<float>({5, 6}, w2)},
-                        {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
+  auto m = parse_model(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
+                              {"w2", Tensor::from_vector<float>({5, 6}, w2)},
+                              {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
   PruneOptions o;
   o.scope = PruneScope::kGlobal;
   o.sparsity = 0.5;
@@ -158,9 +147,9 @@ TEST_CASE("prune_model: global scope pools all layers under one threshold", "[pr
 }
 
 TEST_CASE("prune_model N:M rewrites MatMul as Gemm transB=1 with 2:4 along K", "[prune]") {
-  auto m = parse(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
-                        {"w2", Tensor::from_vector<float>({5, 6}, ramp(30))},
-                        {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
+  auto m = parse_model(kMlp, {{"w1", Tensor::from_vector<float>({8, 6}, ramp(48))},
+                              {"w2", Tensor::from_vector<float>({5, 6}, ramp(30))},
+                              {"w3", Tensor::from_vector<float>({5, 4}, ramp(20))}});
   PruneOptions o;
   o.pattern = PrunePattern::kNM;
   auto r = prune_model(*m, o, nullptr);
@@ -210,15 +199,15 @@ g (float[1, 2, 3, 3] x) => (float[1, 3] y) {
   }
   std::vector<float> wf(3 * 36);
   for (int i = 0; i < 108; ++i) wf[i] = float(i);
-  auto m = parse(text, {{"w0", Tensor::from_vector<float>({3, 2, 3, 3}, std::vector<float>(54, 1))},
-                        {"w1", Tensor::from_vector<float>({4, 3, 3, 3}, w1)},
-                        {"b1", Tensor::from_vector<float>({4}, {10, 11, 12, 13})},
-                        {"s", Tensor::from_vector<float>({4}, {1, 2, 3, 4})},
-                        {"bb", Tensor::from_vector<float>({4}, {5, 6, 7, 8})},
-                        {"mu", Tensor::from_vector<float>({4}, {0, 0, 0, 0})},
-                        {"var", Tensor::from_vector<float>({4}, {1, 1, 1, 1})},
-                        {"w2", Tensor::from_vector<float>({4, 4, 3, 3}, w2)},
-                        {"wf", Tensor::from_vector<float>({3, 36}, wf)}});
+  auto m = parse_model(text, {{"w0", Tensor::from_vector<float>({3, 2, 3, 3}, std::vector<float>(54, 1))},
+                              {"w1", Tensor::from_vector<float>({4, 3, 3, 3}, w1)},
+                              {"b1", Tensor::from_vector<float>({4}, {10, 11, 12, 13})},
+                              {"s", Tensor::from_vector<float>({4}, {1, 2, 3, 4})},
+                              {"bb", Tensor::from_vector<float>({4}, {5, 6, 7, 8})},
+                              {"mu", Tensor::from_vector<float>({4}, {0, 0, 0, 0})},
+                              {"var", Tensor::from_vector<float>({4}, {1, 1, 1, 1})},
+                              {"w2", Tensor::from_vector<float>({4, 4, 3, 3}, w2)},
+                              {"wf", Tensor::from_vector<float>({3, 36}, wf)}});
   PruneOptions o;
   o.pattern = PrunePattern::kChannels;
   o.sparsity = 0.5;
@@ -254,8 +243,8 @@ g (float[1, 1, 4, 4] x) => (float[1, 4, 4, 4] y) {
   y = Concat<axis = 1>(b, b)
 }
 )";
-  auto m = parse(text, {{"w0", Tensor::from_vector<float>({2, 1, 1, 1}, {1, 2})},
-                        {"w1", Tensor::from_vector<float>({2, 2, 1, 1}, {1, 2, 3, 4})}});
+  auto m = parse_model(text, {{"w0", Tensor::from_vector<float>({2, 1, 1, 1}, {1, 2})},
+                              {"w1", Tensor::from_vector<float>({2, 2, 1, 1}, {1, 2, 3, 4})}});
   PruneOptions o;
   o.pattern = PrunePattern::kChannels;
   o.skip_first_conv = false;
@@ -274,11 +263,12 @@ TEST_CASE("sparse storage: only when smaller, -0.0 and NaN kept as values", "[pr
   w[3] = 1.5f;
   w[50] = -0.0f;
   w[77] = std::nanf("");
-  auto m = parse(R"(
+  auto m =
+      parse_model(R"(
 <ir_version: 8, opset_import: ["" : 13]>
 g (float[1, 10] x) => (float[1, 10] y) { y = MatMul(x, w) }
 )",
-                 {{"w", Tensor::from_vector<float>({10, 10}, w)}, {"d", Tensor::from_vector<float>({2}, {1, 2})}});
+                  {{"w", Tensor::from_vector<float>({10, 10}, w)}, {"d", Tensor::from_vector<float>({2}, {1, 2})}});
   onnx::ModelProto p = m->proto();
   std::vector<std::string> conv;
   REQUIRE(convert_to_sparse_storage(p, {"w", "d"}, &conv).ok());

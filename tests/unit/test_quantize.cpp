@@ -1,25 +1,14 @@
 // Quantization: per-channel axis choice, scale / zero-point math, QDQ graph structure.
 #include <catch2/catch.hpp>
-#include <onnx/defs/parser.h>
 
 #include "frugal/quantize.h"
 
+#include "test_util.h"
+
 using namespace frugal;
+using namespace frugal::testing;
 
 namespace {
-
-std::shared_ptr<Model> parse_model(const std::string& text, const std::vector<std::pair<std::string, Tensor>>& inits) {
-  onnx::ModelProto mp;
-  auto st = onnx::OnnxParser::Parse(mp, text.c_str());
-  INFO(st.ErrorMessage());
-  REQUIRE(st.IsOK());
-  for (const auto& kv : inits) {
-    auto* t = mp.mutable_graph()->add_initializer();
-    tensor_to_proto(kv.second, t);
-    t->set_name(kv.first);
-  }
-  return Model::from_proto(mp);
-}
 
 NodeDef node(const std::string& op, int64_t trans_b = -1) {
   NodeDef n;
