@@ -42,8 +42,7 @@ inline NodeDef make_node(const std::string& name, const std::string& op, int ops
 }
 
 // A node with inputs x0, x1, ... and outputs y0, y1, ...
-inline NodeDef xy_node(const std::string& op, int opset, size_t n_in, size_t n_out = 1,
-                       const std::string& name = "t") {
+inline NodeDef xy_node(const std::string& op, int opset, size_t n_in, size_t n_out = 1, const std::string& name = "t") {
   return make_node(name, op, opset, indexed_names("x", n_in), indexed_names("y", n_out));
 }
 
@@ -114,9 +113,7 @@ Tensor tv(Shape s, std::vector<T> v) {
 }
 inline Tensor tf(Shape s, std::vector<float> v) { return Tensor::from_vector<float>(std::move(s), v); }
 // A 1-D int64 tensor (axes, shapes, indices given as inputs).
-inline Tensor ti(std::vector<int64_t> v) {
-  return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v);
-}
+inline Tensor ti(std::vector<int64_t> v) { return Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v); }
 
 // The elements of `t`, REQUIRing its dtype to be T.
 template <typename T>

@@ -136,7 +136,8 @@ TEST_CASE("PRelu broadcasts the slope", "[activation]") {
   auto z = vals<float>(run1(n, {tf({3}, {-2, 0, 2}), tf({1}, {0.5f})}));
   CHECK(z == std::vector<float>{-1, 0, 2});
   // Old [C] slope on NCHW maps to the channel axis.
-  auto w = vals<float>(run1(anode("PRelu", 6, 2), {tf({1, 2, 1, 3}, {-1, -1, -1, -1, -1, -1}), tf({2}, {0.5f, 0.25f})}));
+  auto w =
+      vals<float>(run1(anode("PRelu", 6, 2), {tf({1, 2, 1, 3}, {-1, -1, -1, -1, -1, -1}), tf({2}, {0.5f, 0.25f})}));
   CHECK(w == std::vector<float>{-0.5f, -0.5f, -0.5f, -0.25f, -0.25f, -0.25f});
 }
 
@@ -153,11 +154,11 @@ TEST_CASE("Clip: attributes before 11, optional inputs after, integer types", "[
   // min > max: everything becomes max.
   CHECK(vals<float>(run1(n, {tf({3}, {-5, 0, 5}), Tensor::scalar<float>(2.f), Tensor::scalar<float>(1.f)})) ==
         std::vector<float>{1, 1, 1});
-  auto nan = vals<float>(run1(n, {tf({1}, {std::numeric_limits<float>::quiet_NaN()}), Tensor::scalar<float>(0.f),
-                                   Tensor::scalar<float>(1.f)}));
+  auto nan = vals<float>(run1(
+      n, {tf({1}, {std::numeric_limits<float>::quiet_NaN()}), Tensor::scalar<float>(0.f), Tensor::scalar<float>(1.f)}));
   CHECK(std::isnan(nan[0]));
-  auto i8 = vals<int8_t>(run1(n, {Tensor::from_vector<int8_t>({3}, {-128, 5, 127}), Tensor::scalar<int8_t>(-10),
-                                   Tensor::scalar<int8_t>(10)}));
+  auto i8 = vals<int8_t>(run1(
+      n, {Tensor::from_vector<int8_t>({3}, {-128, 5, 127}), Tensor::scalar<int8_t>(-10), Tensor::scalar<int8_t>(10)}));
   CHECK(i8 == std::vector<int8_t>{-10, 5, 10});
 }
 

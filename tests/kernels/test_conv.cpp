@@ -201,8 +201,8 @@ TEST_CASE("ConvTranspose against the scatter definition", "[conv]") {
     set_ints(n, "pads", t.pads);
     set_ints(n, "output_padding", t.out_pad);
     set_int(n, "group", t.group);
-    Tensor y = run1(n, {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w),
-                          Tensor::from_vector<float>({M}, b)});
+    Tensor y = run1(
+        n, {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w), Tensor::from_vector<float>({M}, b)});
     Shape want_shape{N, M};
     int64_t osz = 1, isz = 1, kvol = 1;
     for (size_t d = 0; d < nd; ++d) {
@@ -281,7 +281,7 @@ TEST_CASE("ConvInteger and QLinearConv are exact", "[conv]") {
   NodeDef ci = cv_node("ConvInteger", 10, 4);
   attrs(ci);
   Tensor y = run1(ci, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
-                         Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M}, wzp)});
+                       Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M}, wzp)});
   REQUIRE(y.dtype() == DType::kInt32);
   REQUIRE(y.shape() == Shape{N, M, OH, OW});
   REQUIRE(y.to_int64_vector() == acc);
@@ -297,11 +297,11 @@ TEST_CASE("ConvInteger and QLinearConv are exact", "[conv]") {
   const int32_t yzp = 100;
   NodeDef q = cv_node("QLinearConv", 10, 9);
   attrs(q);
-  Tensor yq = run1(q, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::scalar<float>(xs),
-                         Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
-                         Tensor::from_vector<float>({M}, ws), Tensor::from_vector<int8_t>({M}, wzp),
-                         Tensor::scalar<float>(ys), Tensor::scalar<uint8_t>(static_cast<uint8_t>(yzp)),
-                         Tensor::from_vector<int32_t>({M}, bias)});
+  Tensor yq =
+      run1(q, {Tensor::from_vector<uint8_t>({N, C, H, W}, x), Tensor::scalar<float>(xs),
+               Tensor::scalar<uint8_t>(static_cast<uint8_t>(xzp)), Tensor::from_vector<int8_t>({M, C, 3, 3}, w),
+               Tensor::from_vector<float>({M}, ws), Tensor::from_vector<int8_t>({M}, wzp), Tensor::scalar<float>(ys),
+               Tensor::scalar<uint8_t>(static_cast<uint8_t>(yzp)), Tensor::from_vector<int32_t>({M}, bias)});
   REQUIRE(yq.dtype() == DType::kUInt8);
   const uint8_t* qv = yq.data<uint8_t>();
   int clipped = 0;

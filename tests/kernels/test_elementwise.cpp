@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "frugal/kernel.h"
-#include "kernel_test_util.h"
 #include "frugal/model.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
 using namespace frugal::testing;

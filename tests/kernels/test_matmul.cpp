@@ -52,7 +52,7 @@ TEST_CASE("MatMul 2-D sizes around tile edges", "[matmul]") {
         auto a = rand_floats(static_cast<size_t>(M * K), seed++);
         auto b = rand_floats(static_cast<size_t>(K * N), seed++);
         Tensor y = run1(mm_node("MatMul", 13, 2),
-                          {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
+                        {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
         REQUIRE(y.shape() == Shape{M, N});
         INFO("M=" << M << " N=" << N << " K=" << K);
         check_close(y, ref_mm(a.data(), b.data(), M, N, K));
@@ -81,7 +81,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
   auto a = rand_floats(2 * M * K, 11);
   auto b = rand_floats(3 * K * N, 12);
   Tensor y = run1(mm_node("MatMul", 13, 2),
-                    {Tensor::from_vector<float>({2, 1, M, K}, a), Tensor::from_vector<float>({3, K, N}, b)});
+                  {Tensor::from_vector<float>({2, 1, M, K}, a), Tensor::from_vector<float>({3, K, N}, b)});
   REQUIRE(y.shape() == Shape{2, 3, M, N});
   std::vector<double> want;
   for (int i = 0; i < 2; ++i)
@@ -94,7 +94,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
   auto w = rand_floats(K * N, 13);
   auto x = rand_floats(4 * 3 * M * K, 14);
   Tensor y2 = run1(mm_node("MatMul", 13, 2),
-                     {Tensor::from_vector<float>({4, 3, M, K}, x), Tensor::from_vector<float>({K, N}, w)});
+                   {Tensor::from_vector<float>({4, 3, M, K}, x), Tensor::from_vector<float>({K, N}, w)});
   REQUIRE(y2.shape() == Shape{4, 3, M, N});
   check_close(y2, ref_mm(x.data(), w.data(), 12 * M, N, K));
 
@@ -102,7 +102,7 @@ TEST_CASE("MatMul broadcasts batch dims", "[matmul]") {
   const int64_t B = 24;
   auto q = rand_floats(B * 8 * 16, 15), k = rand_floats(B * 16 * 8, 16);
   Tensor y3 = run1(mm_node("MatMul", 13, 2),
-                     {Tensor::from_vector<float>({2, 12, 8, 16}, q), Tensor::from_vector<float>({2, 12, 16, 8}, k)});
+                   {Tensor::from_vector<float>({2, 12, 8, 16}, q), Tensor::from_vector<float>({2, 12, 16, 8}, k)});
   std::vector<double> want3;
   for (int64_t i = 0; i < B; ++i) {
     auto c = ref_mm(q.data() + i * 128, k.data() + i * 128, 8, 8, 16);
@@ -128,8 +128,8 @@ TEST_CASE("MatMul double, int32 and float16", "[matmul]") {
     ha[static_cast<size_t>(i)].bits = float_to_half(av[i]);
     hb[static_cast<size_t>(i)].bits = float_to_half(bv[i]);
   }
-  Tensor yh = run1(mm_node("MatMul", 13, 2),
-                     {Tensor::from_vector<Half>({2, 2}, ha), Tensor::from_vector<Half>({2, 2}, hb)});
+  Tensor yh =
+      run1(mm_node("MatMul", 13, 2), {Tensor::from_vector<Half>({2, 2}, ha), Tensor::from_vector<Half>({2, 2}, hb)});
   REQUIRE(yh.dtype() == DType::kFloat16);
   REQUIRE(yh.to_double_vector() == std::vector<double>{4.5, -0.5, 9.5, -2});
 }
@@ -177,7 +177,7 @@ TEST_CASE("Gemm opset 6 with the broadcast attribute", "[matmul]") {
   NodeDef n = mm_node("Gemm", 6, 3);
   set_int(n, "broadcast", 1);
   Tensor y = run1(n, {Tensor::from_vector<float>({1, 2}, {1, 2}), Tensor::from_vector<float>({2, 2}, {1, 0, 0, 1}),
-                        Tensor::from_vector<float>({2}, {10, 20})});
+                      Tensor::from_vector<float>({2}, {10, 20})});
   check_close(y, {11, 22});
 }
 
@@ -214,11 +214,11 @@ TEST_CASE("MatMulInteger with per-row and per-column zero points is exact", "[ma
 TEST_CASE("QLinearMatMul requantizes with round half to even", "[matmul]") {
   // Hand-derived: a = [[2, 4]] (scale 0.5, zp 0) is [[1, 2]]; b = [[1],[3]] (scale 1, zp 0);
   // a*b = 7; y_scale 2, zp 10 -> 7 / 2 = 3.5 -> rounds to 4 -> 14. A second column gives 2.5 -> 2 -> 12.
-  Tensor y = run1(mm_node("QLinearMatMul", 10, 8),
-                    {Tensor::from_vector<uint8_t>({1, 2}, {2, 4}), Tensor::scalar<float>(0.5f),
-                     Tensor::scalar<uint8_t>(0), Tensor::from_vector<uint8_t>({2, 2}, {1, 1, 3, 2}),
-                     Tensor::scalar<float>(1.0f), Tensor::scalar<uint8_t>(0), Tensor::scalar<float>(2.0f),
-                     Tensor::scalar<uint8_t>(10)});
+  Tensor y =
+      run1(mm_node("QLinearMatMul", 10, 8),
+           {Tensor::from_vector<uint8_t>({1, 2}, {2, 4}), Tensor::scalar<float>(0.5f), Tensor::scalar<uint8_t>(0),
+            Tensor::from_vector<uint8_t>({2, 2}, {1, 1, 3, 2}), Tensor::scalar<float>(1.0f), Tensor::scalar<uint8_t>(0),
+            Tensor::scalar<float>(2.0f), Tensor::scalar<uint8_t>(10)});
   REQUIRE(y.dtype() == DType::kUInt8);
   REQUIRE(y.to_int64_vector() == std::vector<int64_t>{14, 12});
 
@@ -227,9 +227,9 @@ TEST_CASE("QLinearMatMul requantizes with round half to even", "[matmul]") {
   auto a = rand_ints<int8_t>(M * K, 21, -128, 127);
   auto b = rand_ints<int8_t>(K * N, 22, -128, 127);
   Tensor yr = run1(mm_node("QLinearMatMul", 21, 8),
-                     {Tensor::from_vector<int8_t>({M, K}, a), Tensor::scalar<float>(0.02f), Tensor::scalar<int8_t>(3),
-                      Tensor::from_vector<int8_t>({K, N}, b), Tensor::scalar<float>(0.01f), Tensor::scalar<int8_t>(-2),
-                      Tensor::scalar<float>(0.05f), Tensor::scalar<int8_t>(1)});
+                   {Tensor::from_vector<int8_t>({M, K}, a), Tensor::scalar<float>(0.02f), Tensor::scalar<int8_t>(3),
+                    Tensor::from_vector<int8_t>({K, N}, b), Tensor::scalar<float>(0.01f), Tensor::scalar<int8_t>(-2),
+                    Tensor::scalar<float>(0.05f), Tensor::scalar<int8_t>(1)});
   REQUIRE(yr.dtype() == DType::kInt8);
   const int8_t* yv = yr.data<int8_t>();
   const float mult = 0.02f * 0.01f / 0.05f;
@@ -252,8 +252,8 @@ TEST_CASE("MatMul large enough to split over threads by rows and by columns", "[
   for (auto [M, N, K] : {std::tuple<int64_t, int64_t, int64_t>{403, 24, 67}, {24, 403, 67}}) {
     auto a = rand_floats(static_cast<size_t>(M * K), 31);
     auto b = rand_floats(static_cast<size_t>(K * N), 32);
-    Tensor y = run1(mm_node("MatMul", 13, 2),
-                      {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
+    Tensor y =
+        run1(mm_node("MatMul", 13, 2), {Tensor::from_vector<float>({M, K}, a), Tensor::from_vector<float>({K, N}, b)});
     check_close(y, ref_mm(a.data(), b.data(), M, N, K));
     // the same product through Gemm with transposed operands
     std::vector<float> at(a.size()), bt(b.size());

@@ -144,8 +144,8 @@ TEST_CASE("BatchNormalization inference", "[norm]") {
   auto n = nnode("BatchNormalization", 15, 5);
   set_float(n, "epsilon", 0.0f);
   // N=1, C=2, 2 elements per channel. ch0: (x-1)/2*3+1 ; ch1: (x+1)/1*0.5-2
-  const auto y = run(n, {tf({1, 2, 2}, {1, 5, -1, 3}), tf({2}, {3, 0.5f}), tf({2}, {1, -2}), tf({2}, {1, -1}),
-                          tf({2}, {4, 1})})[0];
+  const auto y = run(
+      n, {tf({1, 2, 2}, {1, 5, -1, 3}), tf({2}, {3, 0.5f}), tf({2}, {1, -2}), tf({2}, {1, -1}), tf({2}, {4, 1})})[0];
   check_close(fvals(y), {1, 7, -2, 0});
 }
 

@@ -10,8 +10,8 @@
 
 #include "frugal/executor.h"
 #include "frugal/kernel.h"
-#include "kernel_test_util.h"
 #include "frugal/model.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
 using namespace frugal::testing;
@@ -27,7 +27,7 @@ NodeDef qnode(const std::string& op, int opset, size_t n_in, size_t n_out = 1) {
 TEST_CASE("QuantizeLinear rounds half to even", "[quant]") {
   auto n = qnode("QuantizeLinear", 13, 3);
   const auto y = run(n, {tf({8}, {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 0.49f, 3.5f}), Tensor::scalar(1.0f),
-                          Tensor::scalar(int8_t{0})})[0];
+                         Tensor::scalar(int8_t{0})})[0];
   CHECK(vals<int8_t>(y) == std::vector<int8_t>{0, 2, 2, 0, -2, -2, 0, 4});
   const auto y2 = run(n, {tf({2}, {1.0f, 0.5f}), Tensor::scalar(0.4f), Tensor::scalar(uint8_t{10})})[0];
   CHECK(vals<uint8_t>(y2) == std::vector<uint8_t>{12, 11});  // 2.5 -> 2, 1.25 -> 1

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "frugal/kernel.h"
-#include "kernel_test_util.h"
 #include "frugal/parallel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
 using namespace frugal::testing;
@@ -121,8 +121,9 @@ TEST_CASE("Reductions over zero-size dims and bool/int data", "[reduce]") {
   CHECK(vals<int32_t>(run1(xy_node("ReduceMax", 18, 2), {ei, ti({0})})) ==
         std::vector<int32_t>{std::numeric_limits<int32_t>::lowest(), std::numeric_limits<int32_t>::lowest()});
   // int32 products wrap like the narrow type: 65536 * 65536 = 2^32 -> 0; 65536 * 32768 = 2^31 -> INT32_MIN.
-  CHECK(vals<int32_t>(run1(xy_node("ReduceProd", 18, 2), {tv<int32_t>({2, 2}, {65536, 65536, 65536, 32768}), ti({1})})) ==
-        std::vector<int32_t>{0, std::numeric_limits<int32_t>::lowest()});
+  CHECK(
+      vals<int32_t>(run1(xy_node("ReduceProd", 18, 2), {tv<int32_t>({2, 2}, {65536, 65536, 65536, 32768}), ti({1})})) ==
+      std::vector<int32_t>{0, std::numeric_limits<int32_t>::lowest()});
 }
 
 TEST_CASE("Large reductions use threads and match closed forms", "[reduce]") {

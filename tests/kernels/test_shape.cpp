@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "frugal/kernel.h"
-#include "kernel_test_util.h"
 #include "frugal/parallel.h"
+#include "kernel_test_util.h"
 
 using namespace frugal;
 using namespace frugal::testing;
@@ -278,11 +278,14 @@ TEST_CASE("Shape, Size, ConstantOfShape, Constant, Range", "[shape]") {
   set_tensor(kt, "value", tv<float>({2}, {1, 2}));
   CHECK(fvals(run1(kt, {})) == std::vector<float>{1, 2});
 
-  auto r = run1(xy_node("Range", 11, 3), {Tensor::scalar<int64_t>(10), Tensor::scalar<int64_t>(1), Tensor::scalar<int64_t>(-4)});
+  auto r = run1(xy_node("Range", 11, 3),
+                {Tensor::scalar<int64_t>(10), Tensor::scalar<int64_t>(1), Tensor::scalar<int64_t>(-4)});
   CHECK(vals<int64_t>(r) == std::vector<int64_t>{10, 6, 2});
-  auto rf = run1(xy_node("Range", 11, 3), {Tensor::scalar<float>(0), Tensor::scalar<float>(1), Tensor::scalar<float>(0.25f)});
+  auto rf =
+      run1(xy_node("Range", 11, 3), {Tensor::scalar<float>(0), Tensor::scalar<float>(1), Tensor::scalar<float>(0.25f)});
   CHECK(fvals(rf) == std::vector<float>{0, 0.25f, 0.5f, 0.75f});
-  CHECK(run1(xy_node("Range", 11, 3), {Tensor::scalar<int32_t>(5), Tensor::scalar<int32_t>(1), Tensor::scalar<int32_t>(1)})
+  CHECK(run1(xy_node("Range", 11, 3),
+             {Tensor::scalar<int32_t>(5), Tensor::scalar<int32_t>(1), Tensor::scalar<int32_t>(1)})
             .shape() == Shape{0});
 }
 
