@@ -15,7 +15,7 @@ namespace frugal::cli {
 // Options every subcommand accepts (set on the root app, usable before or after the subcommand).
 struct GlobalOptions {
   int verbose = 0;     // -v (repeatable)
-  bool quiet = false;  // -q: errors only
+  bool quiet = false;  // -q: no progress or info on stderr (results still print on stdout)
   int threads = 0;     // --threads (0: all cores)
   std::string report;  // --report FILE: the JSON report of the command
 };
