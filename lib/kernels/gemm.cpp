@@ -2,6 +2,8 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #include <Eigen/Core>
 
@@ -38,6 +40,12 @@ enum class Isa { kGeneric, kAvx2, kAvx512 };
 Isa detect_isa() {
 #ifdef FRUGAL_GEMM_X86
   __builtin_cpu_init();
+  // FRUGAL_GEMM_ISA=avx2|generic caps the variant (for comparing kernels on one machine).
+  const char* cap = std::getenv("FRUGAL_GEMM_ISA");
+  if (cap && std::string(cap) == "generic") return Isa::kGeneric;
+  if (cap && std::string(cap) == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
+    return Isa::kAvx2;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))
     return Isa::kAvx512;
