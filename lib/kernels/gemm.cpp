@@ -12,11 +12,6 @@
 #define FRUGAL_GEMM_NS generic
 #include "gemm_impl.h"
 
-namespace frugal {
-// lib/core/parallel.cpp: whether this thread runs inside a parallel_for chunk.
-bool parallel_region_active();
-}  // namespace frugal
-
 namespace frugal::kernels {
 
 #if defined(__x86_64__) && defined(__GNUC__)

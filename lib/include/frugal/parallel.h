@@ -9,6 +9,9 @@ namespace frugal {
 void set_num_threads(int n);  // <= 0: all hardware threads
 int num_threads();
 
+// Whether the calling thread is running a parallel_for chunk (nested work then runs inline).
+bool parallel_region_active();
+
 // Calls fn(begin, end) on disjoint chunks covering [0, n). Runs inline when n < grain or with one thread.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
