@@ -232,10 +232,10 @@ def test_max_drop(frugal_bin, tmp_path):
 
 
 def _mnist_like_samples(n=200):
-    """sklearn's 8x8 digits scaled up to mnist's 28x28 layout (0..255 floats)."""
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    imgs = d.images[:n] / 16.0 * 255.0
+    """The committed 8x8 digits (held-out set, pixels in [0, 1]) scaled up to mnist's 28x28 layout
+    (0..255 floats); n <= 500."""
+    held = np.load(tl.MODELS_DATA / "digits_cnn_heldout.npz")["input"]  # [500, 1, 1, 8, 8]
+    imgs = held[:n].reshape(n, 8, 8) * 255.0
     big = np.kron(imgs, np.ones((3, 3)))  # 24x24
     big = np.pad(big, ((0, 0), (2, 2), (2, 2)))
     return big.reshape(n, 1, 1, 28, 28).astype(np.float32)
