@@ -11,7 +11,7 @@
 
 using namespace frugal;
 
-TEST_CASE("parallel_for covers [0, n) exactly once at 1..4 threads", "[parallel]") {
+TEST_CASE("parallel_for covers every index in 0..n-1 exactly once at 1..4 threads", "[parallel]") {
   const int before = num_threads();
   for (int threads : {1, 2, 3, 4}) {
     set_num_threads(threads);
