@@ -37,6 +37,7 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
     std::string model, output, pattern = "unstructured", scope = "layer", data, heldout;
     std::vector<std::string> layer_sparsity, dims;
     bool prune_first_conv = false, prune_classifier = false, no_gemm_layout = false;
+    int64_t channel_multiple = 1;
     size_t fidelity_samples = 0;
     PruneOptions p;
   };
@@ -56,6 +57,9 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_flag("--prune-first-conv", o->prune_first_conv, "Also prune the first Conv (skipped by default)");
   c.app->add_flag("--prune-classifier", o->prune_classifier, "Also prune the final classifier (skipped by default)");
   c.app->add_flag("--no-gemm-layout", o->no_gemm_layout, "N:M: keep MatMul / Gemm transB=0 as they are");
+  c.app->add_option("--channel-multiple", o->channel_multiple,
+                    "Channels: keep a multiple of N channels per group (8 suits blocked CPU/GPU conv kernels)")
+      ->check(CLI::PositiveNumber);
   c.app->add_option("--data", o->data, "Calibration data: Wanda scores |W| x ||X||2 (and --reconstruct)");
   c.app->add_option("--dims", o->dims, "Symbolic dim values, NAME=VALUE (repeatable)");
   c.app->add_option("--max-samples", o->p.max_samples, "Calibration samples to use (0: all)");
@@ -85,6 +89,7 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
     p.skip_first_conv = !o->prune_first_conv;
     p.skip_final_classifier = !o->prune_classifier;
     p.gemm_layout = !o->no_gemm_layout;
+    p.channel_multiple = o->channel_multiple;
     for (const auto& item : o->layer_sparsity) {
       const auto eq = item.rfind('=');
       if (eq == std::string::npos || eq == 0) return InvalidArgument("--layer-sparsity: expected REGEX=S, got '" + item + "'");

@@ -115,7 +115,6 @@ StatusOr<Tensor> slice_channels(const Tensor& t, int64_t axis, int64_t block, in
 
 Status prune_channels(onnx::ModelProto& proto, const Model& source, const PruneOptions& opts,
                       const std::vector<PrunableLayer>& layers, PruneResult* result) {
-  (void)opts;  // per-layer targets already folded into `layers`
   FRUGAL_ASSIGN_OR_RETURN(Graph g, Graph::build(source));
   std::map<std::string, int> uses;
   for (const auto& n : g.nodes())
@@ -289,7 +288,12 @@ Status prune_channels(onnx::ModelProto& proto, const Model& source, const PruneO
     }
     double target = 0;
     for (size_t s : G.sources) target = std::max(target, layer_of[s]->target_sparsity);
-    const int64_t remove = std::min<int64_t>(G.channels - 1, static_cast<int64_t>(std::floor(G.channels * target)));
+    int64_t remove = std::min<int64_t>(G.channels - 1, static_cast<int64_t>(std::floor(G.channels * target)));
+    if (opts.channel_multiple > 1) {
+      const int64_t m = opts.channel_multiple;
+      const int64_t kept = std::min<int64_t>(G.channels, (G.channels - remove + m - 1) / m * m);
+      remove = G.channels - kept;
+    }
     if (remove <= 0) {
       rep.reason = "nothing to remove at this sparsity";
       result->channel_groups.push_back(rep);

@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--sparsity", type=float, default=0.3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--channel-multiple", type=int, default=1)
     a = ap.parse_args()
     import randomize_light
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,13 +56,14 @@ def main():
         digits = np.load(REPO / "tests/models/data/digits_cnn_heldout.npz")["input"][:64].reshape(64, 1, 8, 8)
         cases = [("digits CNN (batch 64)", REPO / "tests/models/digits_cnn.onnx", {"input": digits}),
                  ("ResNet-50, random weights (1x3x224x224)", tmp / "resnet50.onnx", r50_feed)]
-        print(f"sparsity {a.sparsity} (channels), onnxruntime {ort.__version__}, {a.threads} thread(s), median of {a.reps}")
+        print(f"sparsity {a.sparsity} (channels, multiple of {a.channel_multiple}), onnxruntime {ort.__version__}, {a.threads} thread(s), median of {a.reps}")
         print("| model | MACs before | MACs after | onnxruntime before (ms) | after (ms) | speed-up |")
         print("|---|---:|---:|---:|---:|---:|")
         for label, model, feed in cases:
             out, rep = tmp / "pruned.onnx", tmp / "report.json"
             subprocess.run([str(FRUGAL), "-q", "--report", str(rep), "prune", str(model), "-o", str(out),
-                            "--pattern", "channels", "--sparsity", str(a.sparsity), "--fidelity-samples", "1"],
+                            "--pattern", "channels", "--sparsity", str(a.sparsity), "--fidelity-samples", "1",
+                            "--channel-multiple", str(a.channel_multiple)],
                            check=True)
             t = json.loads(rep.read_text())["totals"]
             b, f = latency(model, feed, a.threads, a.reps), latency(out, feed, a.threads, a.reps)

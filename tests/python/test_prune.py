@@ -350,3 +350,20 @@ def test_bad_flags_are_usage_errors(frugal_bin, tmp_path):
     tl.run_frugal(["prune", src, "-o", out, "--reconstruct"], expect_rc=1)
     tl.run_frugal(["prune", src, "-o", out, "--layer-sparsity", "fc1"], expect_rc=1)
     assert not out.exists()
+
+
+def test_channels_multiple_keeps_counts_rounded(frugal_bin, tmp_path):
+    """--channel-multiple 8: every pruned group keeps a multiple of 8 channels (rounded up from the
+    30% target: 16 -> 16, 32 -> 24), counted from the written weights."""
+    src, out = MODELS / "digits_cnn.onnx", tmp_path / "m8.onnx"
+    tl.run_frugal(["prune", src, "-o", out, "--pattern", "channels", "--sparsity", "0.3", "--channel-multiple", "8"],
+                  expect_rc=0)
+    before = {t.name: numpy_helper.to_array(t).shape for t in onnx.load(str(src)).graph.initializer}
+    after = {t.name: numpy_helper.to_array(t).shape for t in onnx.load(str(out)).graph.initializer}
+    conv_w = [n.input[1] for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
+    shrunk = [w for w in conv_w if after[w][0] < before[w][0]]
+    assert shrunk, "nothing was pruned"
+    for w in conv_w:
+        assert after[w][0] % 8 == 0, (w, after[w])
+        assert after[w][0] >= before[w][0] * 0.7 - 1e-9  # never more removed than asked
+    check_and_compare(src, out, heldout("cnn")[:20])

@@ -47,6 +47,10 @@ struct PruneOptions {
   bool skip_first_conv = true;       // the first Conv (reads the raw input; tiny, sensitive)
   bool skip_final_classifier = true;  // the last Gemm/MatMul before a graph output
   bool gemm_layout = true;  // N:M: rewrite MatMul [K,N] / Gemm transB=0 as Gemm transB=1 where legal
+  // Channels: keep a multiple of this many channels per group (rounding the kept count up). Runtimes'
+  // blocked conv kernels (onnxruntime NCHWc, tensor cores) want multiples of 8; odd counts can make
+  // a pruned model slower than the original even with fewer MACs.
+  int64_t channel_multiple = 1;
   // Data-aware: with a dataset, scores are |W| x ||X_j||_2; reconstruct runs SparseGPT.
   bool reconstruct = false;
   double damp = 0.01;
