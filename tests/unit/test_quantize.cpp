@@ -226,7 +226,7 @@ TEST_CASE("opset upgrade rewrites Clip and Unsqueeze; unconvertible ops are refu
   CHECK(q.opset_import(0).version() == 9);  // unchanged
 }
 
-TEST_CASE("--max-drop parsing", "[quantize]") {
+TEST_CASE("max-drop bound parsing", "[quantize]") {
   auto a = parse_max_drop("top1=0.5%");
   REQUIRE(a.ok());
   CHECK(a->metric == "top1");
