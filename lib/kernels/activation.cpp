@@ -23,19 +23,6 @@ using KernelPtr = std::unique_ptr<Kernel>;
 
 KernelPtr make_kernel(FnKernel::Fn fn) { return std::make_unique<FnKernel>(std::move(fn)); }
 
-// Converts 16-bit float inputs to float32 for `f` and the float32 output back.
-template <typename F>
-Status run_half_aware(KernelContext& ctx, std::vector<Tensor> ins, F f) {
-  // The output takes the first input's type (Pow: the base's), so only that one decides the way back.
-  const DType half = !ins.empty() && is_half_type(ins[0].dtype()) ? ins[0].dtype() : DType::kUndefined;
-  for (auto& t : ins)
-    if (is_half_type(t.dtype())) t = to_float32(t);
-  Tensor out;
-  FRUGAL_RETURN_IF_ERROR(f(ins, out));
-  ctx.set_output(0, half != DType::kUndefined && out.dtype() == DType::kFloat ? from_float32(out, half) : out);
-  return Status();
-}
-
 // float32 goes through the vectorisable approximations; double keeps libm.
 template <typename T>
 inline T k_exp(T v) {
@@ -141,7 +128,7 @@ KernelFactory activation(Act a) {
           return Status();
         });
       }
-      return run_half_aware(ctx, {in0}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
+      return with_half_as_float(ctx, {in0}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
         const Tensor& x = in[0];
         return dispatch_float(x.dtype(), node, [&](auto tag) -> Status {
           using T = typename decltype(tag)::type;
@@ -158,7 +145,7 @@ KernelFactory activation(Act a) {
 // numpy rules would align with the last axis; that case is mapped to the channel axis.
 StatusOr<KernelPtr> prelu_factory(const NodeDef& node) {
   return make_kernel([node](KernelContext& ctx) -> Status {
-    return run_half_aware(ctx, {ctx.input(0), ctx.input(1)}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
+    return with_half_as_float(ctx, {ctx.input(0), ctx.input(1)}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
       const Tensor &x = in[0], &slope = in[1];
       if (x.dtype() != slope.dtype()) return node.error(StatusCode::kInvalidModel, "X and slope dtypes differ");
       Shape ss = slope.shape();
@@ -192,7 +179,7 @@ StatusOr<KernelPtr> clip_factory(const NodeDef& node) {
     std::vector<Tensor> ins{ctx.input(0)};
     if (has_lo) ins.push_back(ctx.input(1));
     if (has_hi) ins.push_back(ctx.input(2));
-    return run_half_aware(ctx, ins, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
+    return with_half_as_float(ctx, ins, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
       const Tensor& x = in[0];
       return dispatch_numeric(x.dtype(), node, [&](auto tag) -> Status {
         using T = typename decltype(tag)::type;
@@ -340,7 +327,7 @@ KernelFactory normalize(Norm kind, bool flatten) {
   return [kind, flatten](const NodeDef& node) -> StatusOr<KernelPtr> {
     const int64_t axis_attr = node.get_int("axis", flatten ? 1 : -1);
     return make_kernel([node, kind, flatten, axis_attr](KernelContext& ctx) -> Status {
-      return run_half_aware(ctx, {ctx.input(0)}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
+      return with_half_as_float(ctx, {ctx.input(0)}, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
         const Tensor& x = in[0];
         FRUGAL_ASSIGN_OR_RETURN(int64_t axis, normalize_axis(axis_attr, x.rank(), node));
         int64_t outer = 1, n = 1, inner = 1;

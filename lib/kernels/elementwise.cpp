@@ -27,20 +27,6 @@ Status unsupported_dtype(const NodeDef& node, DType t) {
   return node.error(StatusCode::kUnsupported, std::string("dtype ") + dtype_name(t) + " not supported");
 }
 
-// Runs f on a float32 view of 16-bit float inputs and converts the output back; other types pass
-// through unchanged.
-template <typename F>
-Status with_half_as_float(KernelContext& ctx, std::vector<Tensor> ins, F f) {
-  // The output takes the first input's type (Pow: the base's), so only that one decides the way back.
-  const DType half = !ins.empty() && is_half_type(ins[0].dtype()) ? ins[0].dtype() : DType::kUndefined;
-  for (auto& t : ins)
-    if (is_half_type(t.dtype())) t = to_float32(t);
-  Tensor out;
-  FRUGAL_RETURN_IF_ERROR(f(ins, out));
-  ctx.set_output(0, half != DType::kUndefined && out.dtype() == DType::kFloat ? from_float32(out, half) : out);
-  return Status();
-}
-
 // Signed integer arithmetic wraps (as onnxruntime's does) instead of being undefined behaviour.
 template <typename T>
 using WrapT = std::conditional_t<(sizeof(T) < 4), uint32_t, std::make_unsigned_t<T>>;

@@ -130,4 +130,18 @@ bool is_half_type(DType t);
 Tensor to_float32(const Tensor& t);
 Tensor from_float32(const Tensor& t, DType target);
 
+// Runs f(inputs, out) on a float32 view of 16-bit float inputs and converts the output back; other
+// types pass through unchanged. The output takes the first input's type (Pow: the base's), so only
+// that one decides the way back.
+template <typename F>
+Status with_half_as_float(KernelContext& ctx, std::vector<Tensor> ins, F f) {
+  const DType half = !ins.empty() && is_half_type(ins[0].dtype()) ? ins[0].dtype() : DType::kUndefined;
+  for (auto& t : ins)
+    if (is_half_type(t.dtype())) t = to_float32(t);
+  Tensor out;
+  FRUGAL_RETURN_IF_ERROR(f(ins, out));
+  ctx.set_output(0, half != DType::kUndefined && out.dtype() == DType::kFloat ? from_float32(out, half) : out);
+  return Status();
+}
+
 }  // namespace frugal::kernels
