@@ -27,6 +27,22 @@ StatusOr<std::map<std::string, int64_t>> parse_dims(const std::vector<std::strin
   return out;
 }
 
+StatusOr<RunSetup> open_run_setup(const GlobalOptions& g, const std::string& model_path, const std::string& data_path,
+                                  size_t synthetic, uint64_t seed, const std::map<std::string, int64_t>& dims) {
+  RunSetup r;
+  FRUGAL_ASSIGN_OR_RETURN(r.model, Model::load(model_path));
+  ExecOptions eo;
+  eo.dims = dims;
+  eo.threads = g.threads;
+  FRUGAL_ASSIGN_OR_RETURN(r.executor, Executor::create(r.model, eo));
+  DatasetOptions dopts;
+  dopts.dims = dims;
+  dopts.synthetic_count = synthetic;
+  dopts.seed = seed;
+  FRUGAL_ASSIGN_OR_RETURN(r.data, open_dataset(r.executor->graph(), data_path, dopts));
+  return r;
+}
+
 int num_threads_used(const GlobalOptions& g) { return g.threads > 0 ? g.threads : frugal::num_threads(); }
 
 namespace {

@@ -73,15 +73,12 @@ Command add_bench_command(CLI::App& root, const GlobalOptions& g) {
     }
     if (!o->data.empty() && o->synthetic > 0) return InvalidArgument("give at most one of --data PATH or --synthetic N");
     FRUGAL_ASSIGN_OR_RETURN(auto dims, parse_dims(o->dims));
-    FRUGAL_ASSIGN_OR_RETURN(auto model, Model::load(o->model));
-    ExecOptions eo;
-    eo.dims = dims;
-    eo.threads = g.threads;
-    FRUGAL_ASSIGN_OR_RETURN(auto ex, Executor::create(model, eo));
-    DatasetOptions dopts;
-    dopts.dims = dims;
-    dopts.synthetic_count = o->data.empty() ? std::max<size_t>(o->synthetic, 1) : 0;
-    FRUGAL_ASSIGN_OR_RETURN(auto data, open_dataset(ex->graph(), o->data, dopts));
+    FRUGAL_ASSIGN_OR_RETURN(RunSetup setup, open_run_setup(g, o->model, o->data,
+                                                           o->data.empty() ? std::max<size_t>(o->synthetic, 1) : 0, 0,
+                                                           dims));
+    auto& model = setup.model;
+    auto& ex = setup.executor;
+    auto& data = setup.data;
     if (data->size() == 0) return InvalidData("dataset " + data->describe() + " has no samples");
     std::vector<NamedTensors> samples;
     for (size_t i = 0; i < std::min<size_t>(data->size(), 16); ++i) {

@@ -40,16 +40,10 @@ Command add_run_command(CLI::App& root, const GlobalOptions& g) {
   c.run = [o, &g]() -> Status {
     if (o->data.empty() == (o->synthetic == 0)) return InvalidArgument("give exactly one of --data PATH or --synthetic N");
     FRUGAL_ASSIGN_OR_RETURN(auto dims, parse_dims(o->dims));
-    FRUGAL_ASSIGN_OR_RETURN(auto model, Model::load(o->model));
-    ExecOptions eo;
-    eo.dims = dims;
-    eo.threads = g.threads;
-    FRUGAL_ASSIGN_OR_RETURN(auto ex, Executor::create(model, eo));
-    DatasetOptions dopts;
-    dopts.dims = dims;
-    dopts.synthetic_count = o->synthetic;
-    dopts.seed = o->seed;
-    FRUGAL_ASSIGN_OR_RETURN(auto data, open_dataset(ex->graph(), o->data, dopts));
+    FRUGAL_ASSIGN_OR_RETURN(RunSetup setup, open_run_setup(g, o->model, o->data, o->synthetic, o->seed, dims));
+    auto& model = setup.model;
+    auto& ex = setup.executor;
+    auto& data = setup.data;
     const size_t n = data->size();
     info(g, "running " + model->path().filename().string() + " on " + data->describe());
 
