@@ -1,9 +1,12 @@
-// Calibration: the range observer, the two-pass driver and the JSON table.
+// Calibration: the range observer, the one-pass driver and the JSON table.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
 #include <set>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "frugal/calibration.h"
 #include "frugal/file_util.h"
@@ -42,40 +45,46 @@ RangeObserver::RangeObserver(CalibOptions opts, std::vector<std::string> tensors
 
 bool RangeObserver::needs_histograms() const { return opts_.method != CalibMethod::kMinMax; }
 
-void RangeObserver::begin_histograms() {
-  hist_phase_ = true;
-  const int bins = std::max(opts_.bins, 16);
-  for (const auto& [name, r] : stats_) {
-    if (r.count == 0) continue;
-    if (opts_.method == CalibMethod::kEntropy)
-      abs_.emplace(name, Histogram(0.0, std::max(std::fabs(r.min), std::fabs(r.max)), bins));
-    else
-      signed_.emplace(name, Histogram(r.min, r.max, bins));
-  }
-}
-
 void RangeObserver::observe(const std::string& name, const Tensor& t) {
   auto it = stats_.find(name);
   if (it == stats_.end() || !t.defined() || !dtype_is_float(t.dtype()) || t.numel() == 0) return;
   Tensor f = t.dtype() == DType::kFloat ? t : t.to_float();
   const float* x = f.data<float>();
   const int64_t n = f.numel();
-  if (!hist_phase_) {
-    float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
-    for (int64_t i = 0; i < n; ++i) {
-      const float v = x[i];
-      if (std::isnan(v)) continue;
-      lo = std::min(lo, v);
-      hi = std::max(hi, v);
-    }
-    TensorRange& r = it->second;
-    r.min = std::min(r.min, static_cast<double>(lo));
-    r.max = std::max(r.max, static_cast<double>(hi));
-    r.count += static_cast<uint64_t>(n);
-    return;
+  // min/max over the non-NaN values (MINPS/MAXPS return their second operand, the running value,
+  // when the first is NaN; the scalar tail compares the same way).
+  float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+#if defined(__SSE2__)
+  __m128 vlo = _mm_set1_ps(lo), vhi = _mm_set1_ps(hi);
+  for (; i + 4 <= n; i += 4) {
+    const __m128 v = _mm_loadu_ps(x + i);
+    vlo = _mm_min_ps(v, vlo);
+    vhi = _mm_max_ps(v, vhi);
   }
-  if (auto h = abs_.find(name); h != abs_.end()) h->second.add_abs(x, n);
-  if (auto h = signed_.find(name); h != signed_.end()) h->second.add(x, n);
+  alignas(16) float l4[4], h4[4];
+  _mm_store_ps(l4, vlo);
+  _mm_store_ps(h4, vhi);
+  for (int k = 0; k < 4; ++k) {
+    lo = std::min(lo, l4[k]);
+    hi = std::max(hi, h4[k]);
+  }
+#endif
+  for (; i < n; ++i) {
+    const float v = x[i];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  TensorRange& r = it->second;
+  r.min = std::min(r.min, static_cast<double>(lo));
+  r.max = std::max(r.max, static_cast<double>(hi));
+  r.count += static_cast<uint64_t>(n);
+  if (!needs_histograms()) return;
+  auto h = hist_.find(name);
+  if (h == hist_.end()) h = hist_.emplace(name, Histogram(opts_.bins)).first;
+  // With infinities present the histogram finds the finite max |x| itself.
+  const double absmax = std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi)));
+  h->second.add(x, n, std::isfinite(absmax) ? absmax : -1.0);
 }
 
 Status RangeObserver::on_inputs(const NamedTensors& inputs) {
@@ -90,21 +99,19 @@ Status RangeObserver::on_node(const NodeEvent& ev) {
 }
 
 Status RangeObserver::merge(const RangeObserver& o) {
-  if (o.hist_phase_ != hist_phase_) return InvalidArgument("cannot merge observers in different phases");
-  if (!hist_phase_) {
-    for (const auto& [name, r] : o.stats_) {
-      auto it = stats_.find(name);
-      if (it == stats_.end()) continue;
-      it->second.min = std::min(it->second.min, r.min);
-      it->second.max = std::max(it->second.max, r.max);
-      it->second.count += r.count;
-    }
-    return OkStatus();
+  for (const auto& [name, r] : o.stats_) {
+    auto it = stats_.find(name);
+    if (it == stats_.end()) continue;
+    it->second.min = std::min(it->second.min, r.min);
+    it->second.max = std::max(it->second.max, r.max);
+    it->second.count += r.count;
   }
-  for (const auto& [name, h] : o.abs_)
-    if (auto it = abs_.find(name); it != abs_.end()) FRUGAL_RETURN_IF_ERROR(it->second.merge(h));
-  for (const auto& [name, h] : o.signed_)
-    if (auto it = signed_.find(name); it != signed_.end()) FRUGAL_RETURN_IF_ERROR(it->second.merge(h));
+  for (const auto& [name, h] : o.hist_) {
+    if (!stats_.count(name)) continue;
+    auto it = hist_.find(name);
+    if (it == hist_.end()) it = hist_.emplace(name, Histogram(h.bins())).first;
+    FRUGAL_RETURN_IF_ERROR(it->second.merge(h));
+  }
   return OkStatus();
 }
 
@@ -119,29 +126,24 @@ std::map<std::string, TensorRange> RangeObserver::finish() const {
       TensorRange& r = items[static_cast<size_t>(i)].second;
       r.range_min = r.min;
       r.range_max = r.max;
+      auto h = hist_.find(name);
+      if (h == hist_.end()) continue;  // minmax, or nothing finite was seen
       switch (opts_.method) {
         case CalibMethod::kMinMax: break;
-        case CalibMethod::kPercentile: {
-          auto it = signed_.find(name);
-          if (it != signed_.end()) std::tie(r.range_min, r.range_max) = percentile_range(it->second, opts_.percentile);
+        case CalibMethod::kPercentile:
+          std::tie(r.range_min, r.range_max) = percentile_range(h->second, opts_.percentile, r.min, r.max);
           break;
-        }
         case CalibMethod::kEntropy: {
-          auto it = abs_.find(name);
-          if (it != abs_.end()) {
-            // 128 levels as TensorRT does. (256 for non-negative tensors was tried: it clipped harder
-            // on the digits CNN, 99.0% vs 99.6% held-out accuracy, see docs/benchmarks/quantize.md.)
-            const double t = entropy_threshold(it->second, 128);
-            r.range_min = std::max(r.min, -t);
-            r.range_max = std::min(r.max, t);
-          }
+          // 128 levels as TensorRT does. (256 for non-negative tensors was tried: it clipped harder
+          // on the digits CNN, 99.0% vs 99.6% held-out accuracy, see docs/benchmarks/quantize.md.)
+          const double t = entropy_threshold(h->second, 128);
+          r.range_min = std::max(r.min, -t);
+          r.range_max = std::min(r.max, t);
           break;
         }
-        case CalibMethod::kMse: {
-          auto it = signed_.find(name);
-          if (it != signed_.end()) std::tie(r.range_min, r.range_max) = mse_range(it->second, 256, 128);
+        case CalibMethod::kMse:
+          std::tie(r.range_min, r.range_max) = mse_range(h->second, r.min, r.max, 256, 128);
           break;
-        }
       }
     }
   });
@@ -170,26 +172,18 @@ std::vector<std::string> default_calibration_tensors(const Graph& graph) {
 // ---- driver -------------------------------------------------------------------------------------
 
 StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
-                                     const std::filesystem::path& model_path) {
+                                     const std::filesystem::path& model_path, const std::string& model_sha256) {
   FRUGAL_ASSIGN_OR_RETURN(auto exec, Executor::create(model, opts.exec));
   std::vector<std::string> tensors = opts.tensors.empty() ? default_calibration_tensors(exec->graph()) : opts.tensors;
   RangeObserver obs(opts, tensors);
   size_t n = data.size();
   if (opts.max_samples > 0) n = std::min(n, opts.max_samples);
   if (n == 0) return InvalidData("calibration data '" + data.describe() + "' has no samples");
-  auto pass = [&](const char* what) -> Status {
-    for (size_t i = 0; i < n; ++i) {
-      auto inputs = data.get(i);
-      if (!inputs.ok()) return inputs.status().with_context(std::string(what) + ", sample " + std::to_string(i));
-      auto r = exec->run(*inputs, &obs);
-      if (!r.ok()) return r.status().with_context(std::string(what) + ", sample " + std::to_string(i));
-    }
-    return OkStatus();
-  };
-  FRUGAL_RETURN_IF_ERROR(pass("calibration pass 1 (min/max)"));
-  if (obs.needs_histograms()) {
-    obs.begin_histograms();
-    FRUGAL_RETURN_IF_ERROR(pass("calibration pass 2 (histograms)"));
+  for (size_t i = 0; i < n; ++i) {
+    auto inputs = data.get(i);
+    if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
+    auto r = exec->run(*inputs, &obs);
+    if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
   }
   CalibrationTable t;
   t.method = calib_method_name(opts.method);
@@ -198,7 +192,11 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   t.samples = static_cast<int64_t>(n);
   if (!model_path.empty()) {
     t.model_path = model_path.string();
-    FRUGAL_ASSIGN_OR_RETURN(t.model_sha256, sha256_file(model_path));
+    if (!model_sha256.empty()) {
+      t.model_sha256 = model_sha256;
+    } else {
+      FRUGAL_ASSIGN_OR_RETURN(t.model_sha256, sha256_file(model_path));
+    }
   }
   t.dataset_description = data.describe();
   t.dataset_fingerprint = data.fingerprint();

@@ -1,5 +1,6 @@
 // Calibration: histograms, range methods, observer batch/order independence, table JSON.
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include <catch2/catch.hpp>
@@ -35,50 +36,135 @@ std::map<std::string, TensorRange> observe_chunks(CalibMethod m, const std::vect
     }
   };
   feed();
-  if (obs.needs_histograms()) {
-    obs.begin_histograms();
-    feed();
-  }
   return obs.finish();
 }
 
 }  // namespace
 
-TEST_CASE("histogram bins are hand-computable and merge by addition", "[calibration]") {
-  Histogram h(0.0, 4.0, 4);
-  const float a[] = {0.0f, 0.5f, 1.0f, 3.99f, 4.0f};
-  h.add(a, 5);
-  // bins [0,1) [1,2) [2,3) [3,4]: 0 and 0.5 -> 0; 1 -> 1; 3.99 and 4 (the top edge) -> 3.
-  CHECK(h.counts() == std::vector<uint64_t>{2, 1, 0, 2});
-  Histogram g(0.0, 4.0, 4);
-  const float b[] = {2.5f, -1.0f};  // -1 clamps into bin 0
-  g.add(b, 2);
-  REQUIRE(h.merge(g).ok());
-  CHECK(h.counts() == std::vector<uint64_t>{3, 1, 1, 2});
-  CHECK(h.total() == 7);
-  Histogram other(0.0, 5.0, 4);
+TEST_CASE("histogram bins are hand-computable and survive range growth", "[calibration]") {
+  // 16 bins over [0, R): the first batch has max |x| 3.99, so R = 4 and w = 0.25; bin b of the 32
+  // signed bins holds [(b - 16) w, (b - 15) w).
+  Histogram h(16);
+  const float a[] = {0.0f, 0.5f, 1.0f, 3.99f, -1.0f, std::nanf(""), INFINITY};
+  h.add(a, 7);
+  CHECK(h.limit() == 4.0);
+  CHECK(h.total() == 5);  // NaN and inf skipped
+  auto c = h.counts();
+  CHECK(c[16] == 1);  // 0
+  CHECK(c[18] == 1);  // 0.5 / 0.25 = 2
+  CHECK(c[20] == 1);  // 1 -> 4
+  CHECK(c[31] == 1);  // 3.99 -> floor(15.96) = 15
+  CHECK(c[12] == 1);  // -1 -> -4
+  // 7.0 needs R = 8 (w = 0.5): bins pair up; each value must sit where it would have been counted at R = 8.
+  const float b[] = {7.0f};
+  h.add(b, 1);
+  CHECK(h.limit() == 8.0);
+  c = h.counts();
+  CHECK(c[16] == 1);  // 0
+  CHECK(c[17] == 1);  // 0.5 / 0.5 = 1
+  CHECK(c[18] == 1);  // 1 -> 2
+  CHECK(c[23] == 1);  // 3.99 -> floor(7.98) = 7
+  CHECK(c[14] == 1);  // -1 -> -2
+  CHECK(c[30] == 1);  // 7 -> 14
+  CHECK(h.total() == 6);
+  // The other order counts identically.
+  Histogram g(16);
+  g.add(b, 1);
+  g.add(a, 7);
+  CHECK(g.counts() == h.counts());
+  // Magnitudes fold signed bins 16 + k and 15 - k: |x| in [k w, (k+1) w), except that a negative
+  // value exactly on an edge (-1 here, signed bin [-1, -0.5)) lands one magnitude bin lower.
+  const auto m = h.magnitude_counts();
+  CHECK(m[0] == 1);   // 0
+  CHECK(m[1] == 2);   // 0.5 and -1
+  CHECK(m[2] == 1);   // 1
+  CHECK(m[7] == 1);   // 3.99
+  CHECK(m[14] == 1);  // 7
+  Histogram other(32);
   CHECK_FALSE(h.merge(other).ok());
-
-  Histogram ab(0.0, 2.0, 2);
-  const float c[] = {-1.5f, 0.5f, 1.0f};
-  ab.add_abs(c, 3);
-  CHECK(ab.counts() == std::vector<uint64_t>{1, 2});
 }
 
 TEST_CASE("percentile range from a uniform histogram", "[calibration]") {
-  // 100 values 0.5, 1.5, ..., 99.5 in 100 bins over [0, 100]: one per bin.
-  Histogram h(0.0, 100.0, 100);
+  // 100 values 0.5, 1.5, ..., 99.5: max 99.5, so R = 128 and with 64 bins w = 2: two values per bin.
+  Histogram h(64);
   std::vector<float> v;
   for (int i = 0; i < 100; ++i) v.push_back(static_cast<float>(i) + 0.5f);
   h.add(v.data(), 100);
-  // p = 90: lower end is the bin where the cumulative count passes 10 (bin 10 -> edge 10); upper end
-  // is the bin where it reaches 90 (bin 89 -> upper edge 90).
-  auto [lo, hi] = percentile_range(h, 90.0);
-  CHECK(lo == Approx(10.0));
-  CHECK(hi == Approx(90.0));
-  auto [lo2, hi2] = percentile_range(h, 100.0);
-  CHECK(lo2 == 0.0);
-  CHECK(hi2 == 100.0);
+  // p = 90: the lower end is the bin where the cumulative count passes 10 ([10, 12) -> edge 10); the
+  // upper end the bin where it reaches 90 ([88, 90) -> edge 90).
+  auto [lo, hi] = percentile_range(h, 90.0, 0.5, 99.5);
+  CHECK(lo == 10.0);
+  CHECK(hi == 90.0);
+  // p = 100 keeps the observed range (bin edges 0 and 100 clamped to it).
+  auto [lo2, hi2] = percentile_range(h, 100.0, 0.5, 99.5);
+  CHECK(lo2 == 0.5);
+  CHECK(hi2 == 99.5);
+}
+
+namespace {
+
+// TensorRT's search written out directly, O(bins^2): for each candidate i, build P and Q bin by bin and
+// sum KL over the bins (normalised). Infinite when Q is zero where P is not.
+int naive_entropy(const std::vector<uint64_t>& h, int levels) {
+  int last = static_cast<int>(h.size()) - 1;
+  while (last >= 0 && h[static_cast<size_t>(last)] == 0) --last;
+  const int L = last + 1;
+  if (L <= levels) return std::max(L, 1);
+  double best = INFINITY;
+  int best_i = L;
+  for (int i = levels; i <= L; ++i) {
+    std::vector<double> p(h.begin(), h.begin() + i), q(static_cast<size_t>(i), 0.0);
+    for (int k = i; k < L; ++k) p[static_cast<size_t>(i - 1)] += static_cast<double>(h[static_cast<size_t>(k)]);
+    const int m = i / levels;
+    for (int j = 0; j < levels; ++j) {
+      const int s = j * m, e = j == levels - 1 ? i : s + m;
+      double mass = 0;
+      int nz = 0;
+      for (int k = s; k < e; ++k) mass += static_cast<double>(h[static_cast<size_t>(k)]), nz += p[static_cast<size_t>(k)] > 0;
+      for (int k = s; k < e; ++k)
+        if (p[static_cast<size_t>(k)] > 0) q[static_cast<size_t>(k)] = mass / nz;
+    }
+    double sp = 0, sq = 0;
+    for (int k = 0; k < i; ++k) sp += p[static_cast<size_t>(k)], sq += q[static_cast<size_t>(k)];
+    double kl = 0;
+    for (int k = 0; k < i; ++k) {
+      const double pk = p[static_cast<size_t>(k)] / sp, qk = q[static_cast<size_t>(k)] / sq;
+      if (pk == 0) continue;
+      kl += qk == 0 ? INFINITY : pk * std::log(pk / qk);
+    }
+    if (kl < best - 1e-12) best = kl, best_i = i;
+  }
+  return best_i;
+}
+
+}  // namespace
+
+TEST_CASE("entropy search equals the direct O(bins^2) TensorRT search", "[calibration]") {
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 12; ++trial) {
+    INFO("trial " << trial);
+    // Heavy-tailed magnitudes (|Cauchy|-like) with random sparsity, 600-1100 bins, 32 levels to keep
+    // the direct search quick; plus a couple of tail spikes.
+    const int nb = 600 + static_cast<int>(rng() % 500);
+    std::vector<uint64_t> h(static_cast<size_t>(nb), 0);
+    std::cauchy_distribution<double> cd(0.0, 20.0 + trial * 10.0);
+    for (int k = 0; k < 20000; ++k) {
+      const double a = std::fabs(cd(rng));
+      if (a < nb) ++h[static_cast<size_t>(a)];
+    }
+    if (trial % 3 == 0) h[static_cast<size_t>(nb - 1)] += 3;
+    if (trial % 4 == 1) h[static_cast<size_t>(nb / 2)] += 50;
+    const int want = naive_entropy(h, 32);
+    const int got = entropy_search(h, 32);
+    CHECK(got == want);
+  }
+  // Hand-derived: 128 unit bins and one outlier at bin 1000. Every candidate below 1001 has
+  // KL = 2 ln2 / 129 + ln(128/129) > 0 or is infinite; i = 1001 reproduces P exactly (KL 0).
+  std::vector<uint64_t> h(2048, 0);
+  for (int k = 0; k < 128; ++k) h[static_cast<size_t>(k)] = 1;
+  h[1000] = 1;
+  CHECK(entropy_search(h, 128) == 1001);
+  CHECK(naive_entropy(h, 128) == 1001);
 }
 
 TEST_CASE("entropy and mse clip a lone outlier, minmax keeps it", "[calibration]") {
@@ -112,6 +198,14 @@ TEST_CASE("ranges are identical whatever the batching and the order", "[calibrat
         CHECK(r.count == ref.count);
       }
     }
+    // Ascending |x|: the histogram range grows many times along the way.
+    auto sorted = v;
+    std::sort(sorted.begin(), sorted.end(), [](float a, float b) { return std::fabs(a) < std::fabs(b); });
+    for (size_t chunk : {7u, 1000u}) {
+      const auto r = observe_chunks(m, sorted, chunk, false).at("t");
+      CHECK(r.range_min == ref.range_min);
+      CHECK(r.range_max == ref.range_max);
+    }
   }
 }
 
@@ -120,25 +214,41 @@ TEST_CASE("observers merge exactly", "[calibration]") {
   CalibOptions o;
   o.method = CalibMethod::kEntropy;
   RangeObserver a(o, {"t"}), b(o, {"t"}), whole(o, {"t"});
-  auto half = [&](size_t s, size_t e) {
+  auto part = [&](size_t s, size_t e, float mul) {
     std::vector<float> p(v.begin() + static_cast<long>(s), v.begin() + static_cast<long>(e));
+    for (auto& x : p) x *= mul;
     return Tensor::from_vector<float>({static_cast<int64_t>(p.size())}, p);
   };
-  a.observe("t", half(0, 2000));
-  b.observe("t", half(2000, 4000));
-  whole.observe("t", half(0, 4000));
+  // The halves have different ranges (the second is scaled up 3x), so the merge must regroup bins.
+  a.observe("t", part(0, 2000, 1.0f));
+  b.observe("t", part(2000, 4000, 3.0f));
+  whole.observe("t", part(2000, 4000, 3.0f));
+  whole.observe("t", part(0, 2000, 1.0f));
   REQUIRE(a.merge(b).ok());
-  CHECK(a.finish().at("t").max == whole.finish().at("t").max);
-  // Pass 2 workers start from the merged pass-1 ranges, then their histograms add up.
-  RangeObserver b2 = a;
-  a.begin_histograms();
-  b2.begin_histograms();
-  whole.begin_histograms();
-  a.observe("t", half(0, 2000));
-  b2.observe("t", half(2000, 4000));
-  whole.observe("t", half(0, 4000));
-  REQUIRE(a.merge(b2).ok());
-  CHECK(a.finish().at("t").range_max == whole.finish().at("t").range_max);
+  CHECK(a.histograms().at("t").counts() == whole.histograms().at("t").counts());
+  const auto ra = a.finish().at("t"), rw = whole.finish().at("t");
+  CHECK(ra.max == rw.max);
+  CHECK(ra.range_max == rw.range_max);
+  CHECK(ra.count == 4000);
+}
+
+TEST_CASE("histogram counts of a large tensor equal a per-element count", "[calibration]") {
+  // Large enough for the threaded, four-table path; compared with a plain loop over the same rule.
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> v(600000);
+  for (auto& x : v) x = (rng() % 3 == 0) ? 0.0f : nd(rng);  // runs of zeros, as after a Relu
+  Histogram h(2048);
+  h.add(v.data(), static_cast<int64_t>(v.size()));
+  float am = 0;
+  for (float x : v) am = std::max(am, std::fabs(x));
+  int e;
+  std::frexp(static_cast<double>(am), &e);
+  REQUIRE(h.limit() == std::ldexp(1.0, e));
+  std::vector<uint64_t> want(4096, 0);
+  const double w = std::ldexp(1.0, e) / 2048;
+  for (float x : v) ++want[static_cast<size_t>(std::floor(x / w) + 2048)];
+  CHECK(h.counts() == want);
 }
 
 TEST_CASE("calibration table round-trips through JSON", "[calibration]") {

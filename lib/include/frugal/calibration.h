@@ -1,10 +1,9 @@
 // Calibration: activation ranges measured on data, for static quantization.
 //
-// Streaming in at most two passes over the data, memory O(tensors x bins) whatever the sample count:
-//   pass 1: exact min / max of every observed float tensor (order-independent by construction);
-//   pass 2 (histogram methods only): a fixed-range histogram per tensor over the pass-1 range with a
-//           fixed bin count; counts are integers that merge by addition, so the table is identical
-//           whatever the batch size, the sample order or how the data is split.
+// One streaming pass over the data, memory O(tensors x bins) whatever the sample count: the exact
+// min / max of every observed float tensor and, for the histogram methods, a power-of-two-range
+// histogram (see Histogram) whose integer counts merge exactly, so the table is identical whatever
+// the batch size, the sample order or how the data is split.
 // Methods: minmax; percentile (two-sided, from the signed histogram); entropy (TensorRT's KL-divergence
 // threshold search on the |x| histogram, 128 quantized levels); mse (range minimising the expected
 // quantization error of 8-bit uniform quantization, from the signed histogram).
@@ -29,40 +28,57 @@ enum class CalibMethod { kMinMax, kPercentile, kEntropy, kMse };
 const char* calib_method_name(CalibMethod m);
 StatusOr<CalibMethod> parse_calib_method(const std::string& s);
 
-// A histogram with `bins` equal bins over the fixed range [lo, hi]. Values outside are clamped into
-// the edge bins (cannot happen in pass 2, whose range is the exact pass-1 range). Merging adds counts.
+// A streaming histogram over a power-of-two range [-R, R), R = 2^e the smallest power of two above
+// every |x| seen so far, with 2 * bins equal bins (bin b covers [(b - bins) w, (b - bins + 1) w),
+// w = R / bins). When a larger value arrives, R doubles as often as needed and adjacent bin pairs
+// merge; bin edges at R are a subset of those at R/2 and the bin of a value is computed exactly
+// (floor of x * bins / R in double, a power-of-two scaling of a float), so the counts are a pure
+// function of the multiset of values: identical whatever the batch size, the order of samples or how
+// the data is split across workers, and one pass over the data suffices. The observed |x| range
+// covers between bins/2 and bins of the bins over [0, R).
 class Histogram {
  public:
-  Histogram() = default;
-  Histogram(double lo, double hi, int bins);
-  void add(const float* x, int64_t n);
-  // Adds |x| (for a histogram over [0, absmax]).
-  void add_abs(const float* x, int64_t n);
-  Status merge(const Histogram& other);  // same lo/hi/bins required
-  double lo() const { return lo_; }
-  double hi() const { return hi_; }
-  int bins() const { return static_cast<int>(counts_.size()); }
-  double bin_width() const { return bins() ? (hi_ - lo_) / bins() : 0.0; }
-  const std::vector<uint64_t>& counts() const { return counts_; }
+  explicit Histogram(int bins = 2048);  // bins over [0, R) (made even, at least 16)
+  // Adds the finite values of x (NaN and infinities are skipped). `absmax` may pass max |x| over
+  // the finite values when the caller already has it (< 0: computed here).
+  void add(const float* x, int64_t n, double absmax = -1);
+  Status merge(const Histogram& other);  // same bin count required; ranges may differ
+  int bins() const { return bins_; }
+  bool empty() const { return exp_ == kNoRange; }
+  int exponent() const { return exp_; }  // R = 2^exponent (meaningless when empty)
+  double limit() const;                  // R (0 when empty)
+  double bin_width() const;              // R / bins
+  double bin_lo(int64_t b) const { return static_cast<double>(b - bins_) * bin_width(); }  // signed bin b
+  const std::vector<uint64_t>& counts() const { return counts_; }  // 2 * bins signed bins
+  std::vector<uint64_t> magnitude_counts() const;  // bins over [0, R): |x| in [k w, (k + 1) w)
   uint64_t total() const;
-  // Bin index of x (clamped to [0, bins-1]).
-  int index(float x) const;
 
  private:
-  double lo_ = 0, hi_ = 0;
+  static constexpr int kNoRange = -100000;
+  void grow_to(int exponent);
+  int bins_;
+  int exp_ = kNoRange;
   std::vector<uint64_t> counts_;
 };
 
-// Range choices from a histogram. All return {range_min, range_max}.
-// percentile: the two-sided quantiles (100-p)% and p% (bin edges, clamped to the observed range).
-std::pair<double, double> percentile_range(const Histogram& signed_hist, double percentile);
-// entropy: threshold T from the |x| histogram (TensorRT algorithm: for i in [levels, bins) compare
-// P = hist[0:i] with outliers folded into the last bin against Q = P quantized into `levels` levels,
-// choose the i minimising KL(P||Q); T = (i + 0.5) * width). Returns the threshold T.
-double entropy_threshold(const Histogram& abs_hist, int levels = 128);
-// mse: shrinks the observed range [min, max] by factors k/steps and keeps the one minimising the
-// expected squared error of uniform quantization into `levels` levels (clipping + rounding noise).
-std::pair<double, double> mse_range(const Histogram& signed_hist, int levels = 256, int steps = 128);
+// Range choices from a histogram, clamped to the observed [obs_min, obs_max]. All return
+// {range_min, range_max}.
+// percentile: the two-sided quantiles (100-p)% and p% at bin edges.
+std::pair<double, double> percentile_range(const Histogram& h, double percentile, double obs_min, double obs_max);
+// entropy: TensorRT's KL-divergence threshold search on a magnitude histogram `mag` (bins of equal
+// width, the last non-empty bin holding max |x|): for each candidate end i in [levels, last + 1],
+// P = mag[0:i] with the outliers mag[i:] added to its last bin and Q = mag[0:i] merged into `levels`
+// groups (i / levels bins each, the last group taking the remainder), each group's mass spread evenly
+// over the bins where P is non-zero; the i minimising KL(P || Q) wins (the smallest on ties). KL is
+// evaluated exactly in closed form from prefix sums, O(bins) per tensor instead of O(bins^2); a
+// candidate whose Q is zero where P is not has infinite KL and is skipped. Returns the chosen i.
+int entropy_search(const std::vector<uint64_t>& mag, int levels = 128);
+// The threshold T = i * w of entropy_search on h's magnitude histogram.
+double entropy_threshold(const Histogram& h, int levels = 128);
+// mse: the observed range (extended to include 0) scaled by k/steps, k = steps..1, keeping the one
+// with the least expected squared error of uniform quantization into `levels` levels (bin centres
+// outside the range are clipped; inside, the rounding noise scale^2/12).
+std::pair<double, double> mse_range(const Histogram& h, double obs_min, double obs_max, int levels = 256, int steps = 128);
 
 struct TensorRange {
   double min = 0, max = 0;              // observed
@@ -89,16 +105,16 @@ struct CalibrationTable {
 struct CalibOptions {
   CalibMethod method = CalibMethod::kMinMax;
   double percentile = 99.99;
-  int bins = 2048;
+  int bins = 2048;  // Histogram bins over [0, R)
   size_t max_samples = 0;  // 0: all samples of the dataset
   // Tensors to observe; empty: every float tensor produced by a node plus the float graph inputs.
   std::vector<std::string> tensors;
   ExecOptions exec;
 };
 
-// The observer behind calibration, usable on its own (tests feed tensors to it directly). In pass 1
-// it records min/max; begin_histograms() fixes the histogram ranges from them, after which it records
-// histograms. finish() chooses the ranges.
+// The observer behind calibration, usable on its own (tests feed tensors to it directly). One pass:
+// it records the exact min/max/count of every observed tensor and, for the histogram methods, its
+// Histogram. finish() chooses the ranges.
 class RangeObserver : public Observer {
  public:
   RangeObserver(CalibOptions opts, std::vector<std::string> tensors);
@@ -107,25 +123,24 @@ class RangeObserver : public Observer {
   // Feeds one tensor by name (ignored if not observed or not float).
   void observe(const std::string& name, const Tensor& t);
   bool needs_histograms() const;
-  void begin_histograms();
-  // Merges another observer's statistics of the same phase (for parallel or split data).
+  // Merges another observer's statistics (for parallel or split data); exact.
   Status merge(const RangeObserver& other);
   std::map<std::string, TensorRange> finish() const;
-  const std::map<std::string, Histogram>* signed_histograms() const { return &signed_; }
+  const std::map<std::string, Histogram>& histograms() const { return hist_; }
 
  private:
   CalibOptions opts_;
   std::map<std::string, TensorRange> stats_;
-  std::map<std::string, Histogram> signed_, abs_;
-  bool hist_phase_ = false;
+  std::map<std::string, Histogram> hist_;
 };
 
 // The float tensors calibration observes by default (see CalibOptions::tensors).
 std::vector<std::string> default_calibration_tensors(const Graph& graph);
 
-// Runs the executor over `data` (one or two passes) and returns the table. Model hash and dataset
-// fingerprint are filled from `model_path` (may be empty for in-memory models) and `data`.
+// Runs the executor once over `data` and returns the table. Model hash and dataset fingerprint are
+// filled from `model_path` (may be empty for in-memory models) and `data`; a caller that already
+// hashed the model passes `model_sha256` to skip hashing it again.
 StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
-                                     const std::filesystem::path& model_path = {});
+                                     const std::filesystem::path& model_path = {}, const std::string& model_sha256 = {});
 
 }  // namespace frugal
