@@ -17,9 +17,22 @@ StatusOr<std::string> read_file_bytes(const fs::path& path, const std::string& w
   const auto st = fs::status(path, ec);
   if (ec || !fs::exists(st)) return NotFound(what + " '" + path.string() + "' does not exist");
   if (fs::is_directory(st)) return InvalidModel(what + " '" + path.string() + "' is a directory, not a file");
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return IoError(what + " '" + path.string() + "' cannot be opened for reading");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // One sized read; files whose size is not known up front (pipes, /proc) are read in chunks.
+  std::string bytes;
+  const std::streamoff size = in.tellg();
+  if (size > 0) {
+    bytes.resize(static_cast<size_t>(size));
+    in.seekg(0);
+    in.read(bytes.data(), size);
+    if (in.gcount() != size) return IoError(what + " '" + path.string() + "': read failed (file changed while reading?)");
+  } else {
+    in.clear();
+    in.seekg(0);
+    std::array<char, 1 << 16> buf;
+    while (in.read(buf.data(), buf.size()) || in.gcount() > 0) bytes.append(buf.data(), static_cast<size_t>(in.gcount()));
+  }
   if (in.bad()) return IoError(what + " '" + path.string() + "': read failed");
   return bytes;
 }

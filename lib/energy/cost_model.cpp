@@ -404,10 +404,11 @@ class CostBuilder {
             value.numel() > 0 && !facts_.folded[ni]) {
           Tensor f = value.dtype() == DType::kFloat ? value : value.to_float();
           const float* p = f.data<float>();
+          const int64_t count = f.numel();
           int64_t z = 0;
-          for (int64_t e = 0; e < f.numel(); ++e) z += p[e] == 0.0f;
+          for (int64_t e = 0; e < count; ++e) z += p[e] == 0.0f;
           ci.zeros = z;
-          if (z * 2 >= f.numel())
+          if (z * 2 >= count)
             ci.pattern_2_4 = is_2_4_sparse(f, weight_reduction_axis(n, k, f.rank()));
         }
       } else {

@@ -17,7 +17,12 @@ namespace frugal {
 
 using Shape = std::vector<int64_t>;
 
-int64_t shape_numel(const Shape& s);  // 1 for a scalar (empty shape)
+// 1 for a scalar (empty shape). Inline: it sits in loop conditions all over the kernels.
+inline int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
 std::string shape_str(const Shape& s);  // "[1,3,224,224]"
 // Bytes needed for n elements of t (packed for sub-byte types).
 size_t storage_bytes(DType t, int64_t n);
