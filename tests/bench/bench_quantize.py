@@ -43,19 +43,28 @@ quantize_static(model, out, R(), quant_format=QuantFormat.QDQ, per_channel=True,
 '''
 
 
-def run_child(cmd):
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(cmd, mem_cap_gb=0.0):
+    """Runs cmd in a fresh wrapper process; returns (wall s, peak RSS MiB). With mem_cap_gb the child's
+    address space is capped (RLIMIT_AS), so a tool that would exhaust the machine fails fast instead."""
     t0 = time.perf_counter()
     # one child per measurement: ru_maxrss of RUSAGE_CHILDREN is the max over children, so run each
     # through a fresh wrapper process that reports its own child's peak
-    wrapper = ("import resource,subprocess,sys,json;r=subprocess.run(sys.argv[1:]);"
+    cap = int(mem_cap_gb * (1 << 30))
+    wrapper = ("import resource,subprocess,sys,json;cap=int(sys.argv[1])\n"
+               "def lim():\n  if cap: resource.setrlimit(resource.RLIMIT_AS,(cap,cap))\n"
+               "r=subprocess.run(sys.argv[2:],preexec_fn=lim);"
                "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    p = subprocess.run([sys.executable, "-c", wrapper] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.run([sys.executable, "-c", wrapper, str(cap)] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True)
     wall = time.perf_counter() - t0
     rc, rss_kb = json.loads(p.stdout.strip().splitlines()[-1])
-    del before
     if rc != 0:
-        raise RuntimeError(f"{cmd[:3]} failed ({rc}): {p.stderr[-2000:]}")
+        tail = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        raise ChildFailed(f"exit {rc} after {wall:.1f} s, peak {rss_kb / 1024.0:.0f} MiB: {tail[-300:]}")
     return wall, rss_kb / 1024.0
 
 
@@ -103,6 +112,9 @@ def main():
     ap.add_argument("--dims", default="", help="symbolic dims for synthetic data, name=value,...")
     ap.add_argument("--methods", default="minmax,percentile,entropy")
     ap.add_argument("--heldout-count", type=int, default=16)
+    ap.add_argument("--ort-mem-cap", type=float, default=0.0,
+                    help="cap onnxruntime's address space at this many GB (0: none); a capped failure is reported")
+    ap.add_argument("--skip-ort", action="store_true", help="frugal only (e.g. sample counts onnxruntime cannot hold)")
     a = ap.parse_args()
     dims = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in a.dims.split(",") if kv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_quantize_"))
@@ -137,14 +149,22 @@ def main():
             for k, v in dims.items():
                 fcmd += ["--dims", f"{k}={v}"]
         res["frugal"] = run_child(fcmd)
-        res["ort"] = run_child([sys.executable, "-c", ORT_CHILD, a.model, str(calib), str(oq), method])
-        for tool, path in (("frugal", fq), ("ort", oq)):
+        tools = [("frugal", fq)]
+        if not a.skip_ort:
+            try:
+                res["ort"] = run_child([sys.executable, "-c", ORT_CHILD, a.model, str(calib), str(oq), method],
+                                       a.ort_mem_cap)
+                tools.append(("ort", oq))
+            except ChildFailed as e:
+                print(f"{method:<11} ort     FAILED ({'cap ' + str(a.ort_mem_cap) + ' GB, ' if a.ort_mem_cap else ''}{e})")
+        for tool, path in tools:
             c, t = quality(a.model, path, samples)
             res[tool] = res[tool] + (c, t)
             w, m, c, t = res[tool]
-            print(f"{method:<11} {tool:<7} {w:8.2f} {m:9.1f} {c:9.6f} {t:9.4f}")
-        print(f"{method:<11} ratio   ORT/frugal time {res['ort'][0] / res['frugal'][0]:.2f}x, "
-              f"ORT/frugal peak RSS {res['ort'][1] / res['frugal'][1]:.2f}x")
+            print(f"{method:<11} {tool:<7} {w:8.2f} {m:9.1f} {c:9.6f} {t:9.4f}", flush=True)
+        if "ort" in res:
+            print(f"{method:<11} ratio   ORT/frugal time {res['ort'][0] / res['frugal'][0]:.2f}x, "
+                  f"ORT/frugal peak RSS {res['ort'][1] / res['frugal'][1]:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
