@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <set>
 #if defined(__SSE2__)
@@ -173,6 +174,10 @@ std::vector<std::string> default_calibration_tensors(const Graph& graph) {
 
 StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
                                      const std::filesystem::path& model_path, const std::string& model_sha256) {
+  // The model hash runs on its own thread, overlapping the inference.
+  std::future<StatusOr<std::string>> sha_job;
+  if (!model_path.empty() && model_sha256.empty())
+    sha_job = std::async(std::launch::async, [model_path] { return sha256_file(model_path); });
   FRUGAL_ASSIGN_OR_RETURN(auto exec, Executor::create(model, opts.exec));
   std::vector<std::string> tensors = opts.tensors.empty() ? default_calibration_tensors(exec->graph()) : opts.tensors;
   RangeObserver obs(opts, tensors);
@@ -195,7 +200,7 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     if (!model_sha256.empty()) {
       t.model_sha256 = model_sha256;
     } else {
-      FRUGAL_ASSIGN_OR_RETURN(t.model_sha256, sha256_file(model_path));
+      FRUGAL_ASSIGN_OR_RETURN(t.model_sha256, sha_job.get());
     }
   }
   t.dataset_description = data.describe();
