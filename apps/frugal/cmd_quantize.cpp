@@ -1,4 +1,4 @@
-// frugal quantize MODEL -o OUT (--data PATH [--method M] | --table T.json) [--dynamic]
+// frugal quantize MODEL -o OUT (--data PATH [--method M] | --table T.json) [--dynamic [--dynamic-form F]]
 //                 [--activation-type uint8|int8] [--per-tensor] [--reduce-range]
 //                 [--include PAT].. [--exclude PAT].. [--max-drop top1=0.5%|cosine=0.999] [--holdout PATH]
 #include <iostream>
@@ -12,6 +12,7 @@ namespace frugal::cli {
 Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
   struct Opts {
     std::string model, out, data, table, holdout, method = "minmax", act_type = "uint8", max_drop;
+    std::string dynamic_form = "weight-only";
     double percentile = 99.99;
     int bins = 2048;
     size_t max_samples = 0, sqnr_samples = 8, fidelity_samples = 0;
@@ -20,7 +21,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
   };
   auto o = std::make_shared<Opts>();
   Command c;
-  c.app = root.add_subcommand("quantize", "INT8 quantization (static QDQ or dynamic weight-only) with a per-layer report");
+  c.app = root.add_subcommand("quantize", "INT8 quantization (static QDQ or dynamic) with a per-layer report");
   c.app->add_option("model", o->model, "ONNX model file")->required();
   c.app->add_option("-o,--output", o->out, "Quantized model to write")->required();
   c.app->add_option("--data", o->data, "Calibration inputs (test_data_set dirs, .npz, dir of .npz)");
@@ -30,7 +31,12 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_option("--percentile", o->percentile, "Percentile for --method percentile")->check(CLI::Range(50.0, 100.0));
   c.app->add_option("--bins", o->bins, "Histogram bins")->check(CLI::Range(128, 1 << 20));
   c.app->add_option("--max-samples", o->max_samples, "Calibrate on at most N samples (0: all)");
-  c.app->add_flag("--dynamic", o->dynamic, "Weight-only int8 (DequantizeLinear on weights); no calibration needed");
+  c.app->add_flag("--dynamic", o->dynamic, "Dynamic int8, no calibration needed (form: --dynamic-form)");
+  c.app->add_option("--dynamic-form", o->dynamic_form,
+                    "With --dynamic: weight-only (int8 weights behind DequantizeLinear, float activations; default) "
+                    "or integer (MatMul/Gemm as DynamicQuantizeLinear + MatMulInteger, onnxruntime's form; Conv "
+                    "stays weight-only)")
+      ->check(CLI::IsMember({"weight-only", "integer"}));
   c.app->add_option("--activation-type", o->act_type, "uint8 (asymmetric) or int8 (symmetric, TensorRT)")
       ->check(CLI::IsMember({"uint8", "int8"}));
   c.app->add_flag("--per-tensor", o->per_tensor, "Per-tensor weight scales instead of per-channel");
@@ -43,7 +49,9 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
   c.app->add_option("--fidelity-samples", o->fidelity_samples, "Held-out samples for fidelity (0: all)");
   c.app->add_flag("--no-fidelity", o->no_fidelity, "Skip the held-out fidelity comparison (timing runs)");
   c.app->add_option("--dims", o->dims, "Symbolic dim values, NAME=VALUE (repeatable)");
-  c.run = [o, &g]() -> Status {
+  c.run = [o, &g, app = c.app]() -> Status {
+    if (!o->dynamic && app->count("--dynamic-form"))
+      return InvalidArgument("--dynamic-form applies to --dynamic only");
     if (!o->dynamic && o->data.empty() == o->table.empty())
       return InvalidArgument("give exactly one of --data PATH (calibrate now) or --table FILE (from frugal calibrate)");
     FRUGAL_ASSIGN_OR_RETURN(auto dims, parse_dims(o->dims));
@@ -61,6 +69,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
     job.calib.exec.threads = g.threads;
     job.data_opts.dims = dims;
     job.quant.dynamic = o->dynamic;
+    job.quant.dynamic_form = o->dynamic_form == "integer" ? DynamicForm::kInteger : DynamicForm::kWeightOnly;
     job.quant.activation_type = o->act_type == "int8" ? DType::kInt8 : DType::kUInt8;
     job.quant.per_channel = !o->per_tensor;
     job.quant.reduce_range = o->reduce_range;
@@ -73,7 +82,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
       FRUGAL_ASSIGN_OR_RETURN(MaxDrop md, parse_max_drop(o->max_drop));
       job.max_drop = md;
     }
-    info(g, "quantizing " + o->model + (o->dynamic ? " (dynamic, weight-only)" : " (static QDQ)"));
+    info(g, "quantizing " + o->model + (o->dynamic ? " (dynamic, " + o->dynamic_form + " form)" : std::string(" (static QDQ)")));
     FRUGAL_ASSIGN_OR_RETURN(QuantizeRunResult r, run_quantize(job));
     if (!g.quiet) std::cout << r.text;
     if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, r.report));

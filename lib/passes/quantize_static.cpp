@@ -8,8 +8,14 @@
 #include <set>
 
 #include "frugal/quantize.h"
+#include "passes/quantize_internal.h"
 
 namespace frugal {
+
+using quant_pass::add_init;
+using quant_pass::make_node;
+using quant_pass::NameGen;
+using quant_pass::zp_tensor;
 
 namespace {
 
@@ -59,57 +65,6 @@ struct UnionFind {
     if (ra != rb) parent[std::max(ra, rb)] = std::min(ra, rb);  // deterministic root
   }
 };
-
-class NameGen {
- public:
-  explicit NameGen(const onnx::GraphProto& g) {
-    for (const auto& n : g.node()) {
-      used_.insert(n.name());
-      for (const auto& o : n.output()) used_.insert(o);
-      for (const auto& i : n.input()) used_.insert(i);
-    }
-    for (const auto& t : g.initializer()) used_.insert(t.name());
-    for (const auto& v : g.input()) used_.insert(v.name());
-  }
-  std::string make(const std::string& base) {
-    std::string n = base;
-    for (int k = 1; used_.count(n); ++k) n = base + "_" + std::to_string(k);
-    used_.insert(n);
-    return n;
-  }
-
- private:
-  std::set<std::string> used_;
-};
-
-void add_init(onnx::GraphProto* g, const std::string& name, const Tensor& t) {
-  onnx::TensorProto* p = g->add_initializer();
-  tensor_to_proto(t, p);
-  p->set_name(name);
-}
-
-onnx::NodeProto make_node(const std::string& op, const std::string& name, std::vector<std::string> in,
-                          std::vector<std::string> out, int axis = std::numeric_limits<int>::min()) {
-  onnx::NodeProto n;
-  n.set_op_type(op);
-  n.set_name(name);
-  for (auto& s : in) n.add_input(s);
-  for (auto& s : out) n.add_output(s);
-  if (axis != std::numeric_limits<int>::min()) {
-    auto* a = n.add_attribute();
-    a->set_name("axis");
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(axis);
-  }
-  return n;
-}
-
-Tensor zp_tensor(DType t, int32_t zp, size_t count, bool scalar) {
-  Shape s = scalar ? Shape{} : Shape{static_cast<int64_t>(count)};
-  if (t == DType::kUInt8) return Tensor::from_vector<uint8_t>(s, std::vector<uint8_t>(count, static_cast<uint8_t>(zp)));
-  if (t == DType::kInt8) return Tensor::from_vector<int8_t>(s, std::vector<int8_t>(count, static_cast<int8_t>(zp)));
-  return Tensor::from_vector<int32_t>(s, std::vector<int32_t>(count, zp));
-}
 
 StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts) {
   if (opts.activation_type != DType::kUInt8 && opts.activation_type != DType::kInt8)
@@ -174,9 +129,8 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     if (!compute && !neighbour) continue;  // not a candidate: not listed in the report
     auto skip = [&](const std::string& why) { info.reason = why; };
     if (!n.domain.empty()) { skip("not in the default domain"); continue; }
-    if (opts.keep_float.count(n.name)) { skip("kept in float by --max-drop"); continue; }
-    if (!opts.include.empty() && !matches(opts.include, n)) { skip("not matched by --include"); continue; }
-    if (matches(opts.exclude, n)) { skip("matched by --exclude"); continue; }
+    std::string why;
+    if (!quant_pass::selected_by_filters(n, opts, &why)) { skip(why); continue; }
     if (weight_only) {
       if (!compute) continue;
       if (n.inputs.size() < 2 || !is_float_init(n.inputs[1])) { skip("weight is not a float initializer"); continue; }
@@ -318,7 +272,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
                              : Tensor::from_vector<float>({static_cast<int64_t>(qw.scales.size())}, qw.scales));
       add_init(g, zn, zp_tensor(DType::kInt8, 0, qw.scales.size(), scalar));
       front.push_back(make_node("DequantizeLinear", names.make(wname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
-                                scalar ? std::numeric_limits<int>::min() : axis));
+                                scalar ? quant_pass::kNoAxis : axis));
       wit = wcache.emplace(key, std::make_pair(dn, std::move(qw))).first;
       replaced_inits.insert(wname);
     }
@@ -353,7 +307,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     add_init(g, sn, scalar ? Tensor::scalar<float>(bscale[0]) : Tensor::from_vector<float>({channels}, bscale));
     add_init(g, zn, zp_tensor(DType::kInt32, 0, bscale.size(), scalar));
     front.push_back(make_node("DequantizeLinear", names.make(bname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
-                              scalar ? std::numeric_limits<int>::min() : 0));
+                              scalar ? quant_pass::kNoAxis : 0));
     rewires[ni][2] = dn;
     replaced_inits.insert(bname);
   }
@@ -391,6 +345,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
 
   for (size_t ni = 0; ni < infos.size(); ++ni) {
     infos[ni].quantized = quantized[ni];
+    if (quantized[ni]) infos[ni].form = weight_only ? "weight-only" : "qdq";
     if (!infos[ni].op_type.empty() && (quantized[ni] || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
   }
   res.model = Model::from_proto(std::move(proto), model.base_dir());
@@ -459,8 +414,20 @@ StatusOr<QuantizeResult> quantize_static(const Model& model, const CalibrationTa
   return quantize_impl(model, &table, opts);
 }
 
+namespace quant_pass {
+
+bool selected_by_filters(const NodeDef& n, const QuantizeOptions& opts, std::string* why) {
+  if (opts.keep_float.count(n.name)) *why = "kept in float by --max-drop";
+  else if (!opts.include.empty() && !matches(opts.include, n)) *why = "not matched by --include";
+  else if (matches(opts.exclude, n)) *why = "matched by --exclude";
+  else return true;
+  return false;
+}
+
 StatusOr<QuantizeResult> quantize_weight_only(const Model& model, const QuantizeOptions& opts) {
   return quantize_impl(model, nullptr, opts);
 }
+
+}  // namespace quant_pass
 
 }  // namespace frugal

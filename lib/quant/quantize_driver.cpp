@@ -262,12 +262,13 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   rep["command"] = "quantize";
   rep["model"] = {{"path", job.model_path.string()}, {"sha256", model_sha}};
   rep["output"] = job.output_path.string();
-  rep["mode"] = dynamic ? "dynamic-weight-only" : "static-qdq";
+  rep["mode"] = !dynamic ? "static-qdq" : job.quant.dynamic_form == DynamicForm::kInteger ? "dynamic-integer" : "dynamic-weight-only";
   rep["options"] = {{"activation_type", dtype_name(job.quant.activation_type)},
                     {"per_channel", job.quant.per_channel},
                     {"reduce_range", job.quant.reduce_range},
                     {"include", job.quant.include},
                     {"exclude", job.quant.exclude}};
+  if (dynamic) rep["options"]["dynamic_form"] = dynamic_form_name(job.quant.dynamic_form);
   if (have_table) {
     rep["calibration"] = {{"source", job.table_path.empty() ? "data" : job.table_path.string()},
                           {"method", table.method},
@@ -282,7 +283,8 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   Json layers = Json::array();
   for (const auto& n : qr.nodes) {
     Json l = {{"name", n.name}, {"op_type", n.op_type}, {"quantized", n.quantized}};
-    if (!n.quantized) l["reason"] = n.reason;
+    if (n.quantized) l["form"] = n.form;
+    if (!n.quantized || !n.reason.empty()) l["reason"] = n.reason;
     if (n.weight_axis >= -1) {
       l["weight"] = {{"per_channel", n.weight_axis >= 0}, {"axis", n.weight_axis}, {"min", n.weight_min}, {"max", n.weight_max}};
     }

@@ -153,9 +153,9 @@ def test_calibration_independent_of_batch_and_order(frugal_bin, tmp_path):
         for k in tabs[0]:
             for f in ["min", "max", "range_min", "range_max", "count"]:
                 assert tabs[0][k][f] == tabs[1][k][f], (method, k, f)
-                span = tabs[0][k]["max"] - tabs[0][k]["min"]
-                # within one histogram bin of the batch-1 table
-                assert abs(tabs[0][k][f] - tabs[2][k][f]) <= max(1e-5 * abs(tabs[0][k][f]), span / 2048 + 1e-6), \
+                absmax = max(abs(tabs[0][k]["max"]), abs(tabs[0][k]["min"]))
+                # within one histogram bin of the batch-1 table (bins of R / 2048, R < 2 max|x|)
+                assert abs(tabs[0][k][f] - tabs[2][k][f]) <= max(1e-5 * abs(tabs[0][k][f]), 2 * absmax / 2048 + 1e-6), \
                     (method, k, f)
 
 
@@ -260,3 +260,324 @@ def test_mnist8_top1_agreement(frugal_bin, tmp_path, testdata):
         a = list(tl.ort_run(model, {"Input3": inp}).values())[0]
         b = list(tl.ort_run(out, {"Input3": inp}).values())[0]
         assert a.argmax() == b.argmax()
+
+
+# ---- dynamic quantization, integer form (onnxruntime's quantize_dynamic layout) ----------------------
+
+def _assert_frugal_run_matches_ort(frugal_bin, model, data_npz, work_dir):
+    """`frugal run` of a dynamic-integer model against onnxruntime running the same model.
+
+    Both sides compute the products in integers (MatMulInteger: exact int32 sums) and DynamicQuantizeLinear
+    by its definition (scale (max - min) / 255, q = round_half_even(x / scale) + zp, a division, as
+    onnxruntime's MLAS kernel does), so with equal DynamicQuantizeLinear inputs the only differences are
+    float32 rounding in the Cast/Mul/Add epilogue and the float ops around them: the oracle bound
+    1e-4 * max(1, |ref|) applies. But a float op before a DynamicQuantizeLinear (a weight-only Conv, a
+    LayerNorm) sums in another order in each runtime, and an input that lands within that noise of a
+    half step rounds to neighbouring levels: one term of the next product moves by x_scale * |w| (~1e-2
+    on digits_cnn's logits, sample 113 of the held-out set: x / scale = 0.49997 in onnxruntime, 0.50001
+    in frugal). So the DynamicQuantizeLinear inputs and outputs are exposed as graph outputs (same
+    model copy in both runtimes) and checked: scales agree to float noise, zero points are equal, and
+    every quantized value that differs differs by one level at an input within 1e-3 of a half step (a
+    tie decided by upstream float noise, not a rounding rule difference). Samples with no such tie
+    must meet the tight bound; the few with one (at most 2% of samples) must keep their top-1 and a
+    cosine >= 0.999.
+    """
+    m = onnx.load(str(model))
+    names = [o.name for o in m.graph.output]
+    dqls = [(n.input[0], *n.output) for n in m.graph.node if n.op_type == "DynamicQuantizeLinear"]
+    assert dqls
+    for t in dict.fromkeys(x for d in dqls for x in d):
+        if t not in names:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    exposed = work_dir / "exposed.onnx"
+    onnx.save(m, str(exposed))
+    all_names = [o.name for o in m.graph.output]
+    tl.run_frugal(["run", exposed, "--data", data_npz, "-o", work_dir / "out"], expect_rc=0, bin_path=frugal_bin)
+    got = [dict(zip(all_names, g)) for g in tl.read_frugal_outputs(work_dir / "out")]
+    ref = tl.ort_run_many(exposed, tl.load_npz_samples(data_npz))
+    assert len(got) == len(ref)
+    tied = 0
+    for i, (g, r) in enumerate(zip(got, ref)):
+        ties = 0
+        for x, q, scale, zp in dqls:
+            np.testing.assert_allclose(g[scale], r[scale], rtol=1e-5, err_msg=f"sample {i} {scale}")
+            assert g[zp] == r[zp], f"sample {i} {zp}: {g[zp]} vs {r[zp]}"
+            diff = g[q].astype(np.int32) - r[q].astype(np.int32)
+            if not diff.any():
+                continue
+            assert np.abs(diff).max() == 1, f"sample {i} {q}: differs by {np.abs(diff).max()} levels"
+            levels = r[x][diff != 0].astype(np.float64) / float(r[scale])
+            assert np.all(np.abs(np.abs(levels - np.floor(levels)) - 0.5) < 1e-3), \
+                f"sample {i} {q}: differing levels not at a half step: {levels}"
+            ties += int(np.count_nonzero(diff))
+        tied += ties > 0
+        for name in names:
+            if ties == 0:
+                err = np.abs(g[name].astype(np.float64) - r[name])
+                bound = 1e-4 * np.maximum(1.0, np.abs(r[name]))
+                assert np.all(err <= bound), f"sample {i} output {name}: max err {err.max():g}"
+            else:
+                _, cos, top1 = tl.compare(g[name], r[name])
+                assert cos >= 0.999 and top1 == 1.0, f"sample {i} output {name} ({ties} tie(s)): cosine {cos}"
+    assert tied <= max(1, 0.02 * len(ref)), f"{tied} of {len(ref)} samples with half-step ties"
+
+
+def _check_integer_form(path, replaced_outputs):
+    """The onnx checker passes; the replaced nodes' outputs come from the integer chain
+    (MatMulInteger -> Cast -> Mul [-> Add]) and no float MatMul/Gemm produces them."""
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    ops = [n.op_type for n in m.graph.node]
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
+    prod = {o: n for n in m.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for out in replaced_outputs:
+        n = prod[out]
+        if n.op_type == "Add":  # Gemm bias
+            n = prod[n.input[0]]
+        assert n.op_type == "Mul", (out, n.op_type)
+        cast = prod[n.input[0]]
+        assert cast.op_type == "Cast"
+        mmi = prod[cast.input[0]]
+        assert mmi.op_type == "MatMulInteger"
+        dql = prod[mmi.input[0]]
+        assert dql.op_type == "DynamicQuantizeLinear" and mmi.input[2] == dql.output[2]
+        w = inits[mmi.input[1]]
+        zp = inits[mmi.input[3]]
+        assert w.dtype == np.int8 and w.ndim == 2 and np.abs(w).max() <= 127
+        assert zp.dtype == np.int8 and np.all(zp == 0) and zp.shape in [(), (w.shape[1],)]
+        scale = prod[n.input[1]]  # x_scale * w_scale
+        assert scale.op_type == "Mul" and scale.input[0] == dql.output[1]
+        assert inits[scale.input[1]].shape in [(), (w.shape[1],)]
+    return m
+
+
+@pytest.mark.parametrize("name", DIGITS)
+def test_dynamic_integer_digits(frugal_bin, tmp_path, name):
+    model = tl.MODELS_DIR / f"{name}.onnx"
+    hold = tl.MODELS_DATA / f"{name}_heldout.npz"
+    out = tmp_path / "q.onnx"
+    rep = tmp_path / "r.json"
+    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", hold, report=rep)
+    fm = onnx.load(str(model))
+    gemms = [n.output[0] for n in fm.graph.node if n.op_type == "Gemm"]
+    m = _check_integer_form(out, gemms)
+    ops = [n.op_type for n in m.graph.node]
+    assert "Gemm" not in ops and "MatMul" not in ops and "QuantizeLinear" not in ops
+    r = json.loads(rep.read_text())
+    assert r["mode"] == "dynamic-integer" and r["options"]["dynamic_form"] == "integer"
+    for layer in r["layers"]:
+        assert layer["quantized"]
+        if layer["op_type"] == "Gemm":
+            assert layer["form"] == "integer" and "reason" not in layer
+        else:  # digits_cnn's Conv layers keep their int8 weights behind DequantizeLinear
+            assert layer["op_type"] == "Conv" and layer["form"] == "weight-only"
+            assert "weight-only" in layer["reason"]
+    if name == "digits_cnn":
+        assert sum(1 for n in m.graph.node if n.op_type == "Conv") == 3
+        assert sum(1 for n in m.graph.node if n.op_type == "DequantizeLinear") == 3
+    samples = _heldout(name)
+    labels = _labels()
+    ref, q = _logits(model, samples), _logits(out, samples)
+    acc_f = float(np.mean(ref.argmax(1) == labels)) * 100
+    acc_q = float(np.mean(q.argmax(1) == labels)) * 100
+    assert acc_f - acc_q <= 1.0, f"{name}: float {acc_f:.2f}% vs dynamic integer {acc_q:.2f}%"
+    assert out.stat().st_size < model.stat().st_size / 2
+    _assert_frugal_run_matches_ort(frugal_bin, out, hold, tmp_path)
+
+
+def test_dynamic_integer_per_tensor_reduce_range(frugal_bin, tmp_path):
+    model = tl.MODELS_DIR / "digits_mlp.onnx"
+    hold = tl.MODELS_DATA / "digits_mlp_heldout.npz"
+    out = tmp_path / "q.onnx"
+    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--per-tensor", "--reduce-range")
+    fm = onnx.load(str(model))
+    m = _check_integer_form(out, [n.output[0] for n in fm.graph.node if n.op_type == "Gemm"])
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    fw = {t.name: numpy_helper.to_array(t) for t in fm.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "MatMulInteger":
+            w = inits[n.input[1]]
+            assert np.abs(w).max() <= 63 and inits[n.input[3]].ndim == 0
+            # transB=1 weight stored as [K, N]: one scale absmax / 63 for the whole weight.
+            src = fw[n.input[1].replace("_transposed_quantized", "")]
+            assert w.shape == src.T.shape
+            s = [inits[x.input[1]] for x in m.graph.node if x.op_type == "Mul" and x.input[1].startswith(
+                n.input[1].replace("_quantized", "_scale"))][0]
+            np.testing.assert_allclose(s, np.abs(src).max() / 63, rtol=1e-6)
+            assert np.all(np.abs(w * s - src.T) <= s / 2 + 1e-7)
+    samples = _heldout("digits_mlp")
+    assert np.mean(_logits(model, samples).argmax(1) == _logits(out, samples).argmax(1)) >= 0.98
+    _assert_frugal_run_matches_ort(frugal_bin, out, hold, tmp_path)
+
+
+def test_dynamic_form_cli_errors(frugal_bin, tmp_path):
+    model = tl.MODELS_DIR / "digits_mlp.onnx"
+    p = _quantize(frugal_bin, model, tmp_path / "a.onnx", "--dynamic-form", "integer", "--data",
+                  tl.MODELS_DATA / "digits_mlp_calib.npz", rc=1)
+    assert "--dynamic-form" in p.stderr
+    _quantize(frugal_bin, model, tmp_path / "b.onnx", "--dynamic", "--dynamic-form", "int4", rc=1)
+    # The default stays weight-only and the report says so.
+    rep = tmp_path / "r.json"
+    _quantize(frugal_bin, model, tmp_path / "c.onnx", "--dynamic", report=rep)
+    r = json.loads(rep.read_text())
+    assert r["mode"] == "dynamic-weight-only" and r["options"]["dynamic_form"] == "weight-only"
+    assert all(layer["form"] == "weight-only" for layer in r["layers"])
+
+
+def test_dynamic_integer_encoder(frugal_bin, tmp_path):
+    """A one-layer BERT-style encoder: the six projections with constant weights become integer; the two
+    attention MatMuls (both sides activations) stay float; one DynamicQuantizeLinear feeds Q, K and V."""
+    import subprocess
+    import sys
+    model = tmp_path / "enc.onnx"
+    p = subprocess.run([sys.executable, str(tl.MODELS_DIR / "make_encoder.py"), "--layers", "1", "--hidden", "64",
+                        "--heads", "4", "--ffn", "128", "--seq", "16", "--vocab", "500", "--samples", "16",
+                        "--out", str(model), "--emit-data", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    data = tmp_path / "encoder_inputs.npz"
+    out = tmp_path / "q.onnx"
+    rep = tmp_path / "r.json"
+    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", data, report=rep)
+    fm = onnx.load(str(model))
+    finits = {t.name for t in fm.graph.initializer}
+    const_mm = [n.output[0] for n in fm.graph.node if n.op_type == "MatMul" and n.input[1] in finits]
+    act_mm = [n.output[0] for n in fm.graph.node if n.op_type == "MatMul" and n.input[1] not in finits]
+    assert len(const_mm) == 6 and len(act_mm) == 2
+    m = _check_integer_form(out, const_mm)
+    assert sorted(o for n in m.graph.node if n.op_type == "MatMul" for o in n.output) == sorted(act_mm)
+    assert sum(1 for n in m.graph.node if n.op_type == "MatMulInteger") == 6
+    assert sum(1 for n in m.graph.node if n.op_type == "DynamicQuantizeLinear") == 4  # QKV share one
+    r = json.loads(rep.read_text())
+    assert sum(1 for layer in r["layers"] if layer.get("form") == "integer") == 6
+    assert all(not layer["quantized"] and "not a float initializer" in layer["reason"]
+               for layer in r["layers"] if layer.get("form") != "integer")
+    samples = tl.load_npz_samples(data)
+    ref = tl.ort_run_many(model, samples)
+    q = tl.ort_run_many(out, samples)
+    cos = [tl.compare(b["last_hidden_state"], a["last_hidden_state"])[1] for a, b in zip(ref, q)]
+    assert min(cos) >= 0.99, cos
+    _assert_frugal_run_matches_ort(frugal_bin, out, data, tmp_path)
+
+
+# ---- top-1 agreement on the tiny BERT-SQuAD models (issue 4: >= 99% where meaningful) ------------------
+
+BERT = tl.TESTDATA / "microsoft-onnxruntime/onnxruntime/python/tools/transformers/test_data"
+BERT_TF = BERT / "bert_squad_tensorflow2.1_keras2onnx_opset11" / "TFBertForQuestionAnswering.onnx"
+BERT_PT = BERT / "bert_squad_pytorch1.4_opset11"
+
+
+def _bert_data(model_path, path, rows, batch, seed):
+    """Random SQuAD-like inputs written as .npz of `rows` sequences in samples of `batch` rows.
+
+    Names, dtypes and the sequence length come from the graph inputs (the stored test_data_set_0 has
+    int32 [1, 7] for the Keras export, int64 [1, 10] for the PyTorch ones): token ids in [1, vocab)
+    with vocab the rows of the embedding initializer that the ids Gather reads (20 and 100), an
+    attention mask of ones with a padded tail on most rows (length seq/2+1 .. seq), token types 0 then
+    1 from a random split point up to the length.
+    """
+    m = onnx.load(str(model_path))
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    inputs = {i.name: i for i in m.graph.input if i.name not in inits}
+    ids = next(n for n in inputs if "input_ids" in n)
+    mask = next(n for n in inputs if "mask" in n)
+    types = next(n for n in inputs if n not in (ids, mask))
+    vocab = next(inits[n.input[0]][0] for n in m.graph.node if n.op_type == "Gather" and n.input[1] == ids)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[ids].type.tensor_type.elem_type)
+    seq = inputs[ids].type.tensor_type.shape.dim[1].dim_value
+    rng = np.random.default_rng(seed)
+    x = {ids: rng.integers(1, vocab, size=(rows, seq)), mask: np.ones((rows, seq)), types: np.zeros((rows, seq))}
+    for r in range(rows):
+        length = int(rng.integers(seq // 2 + 1, seq + 1))
+        x[mask][r, length:] = 0
+        x[types][r, int(rng.integers(1, length)):length] = 1
+    np.savez(path, **{k: v.astype(dtype).reshape(rows // batch, batch, seq) for k, v in x.items()})
+    return path
+
+
+def _qa_head(model_path, tmp_path):
+    """The QA head: the MatMul with a constant [hidden, 2] weight (start and end logits). Returns
+    (model, head node name). --exclude selects nodes by name or op type, and BertForQuestionAnswering_1
+    names no node at all: then the model returned is a copy in tmp_path in which only the head is named
+    (a name changes nothing computed)."""
+    m = onnx.load(str(model_path))
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    heads = [n for n in m.graph.node if n.op_type == "MatMul" and inits.get(n.input[1], [0])[-1:] == [2]]
+    assert len(heads) == 1
+    if heads[0].name:
+        return model_path, heads[0].name
+    heads[0].name = "qa_head"
+    assert all(n.name != "qa_head" for n in m.graph.node if n is not heads[0])
+    copy = tmp_path / "named_head.onnx"
+    onnx.save(m, str(copy))
+    return copy, "qa_head"
+
+
+def _top1_over_sequence(ref_outs, q_outs):
+    """Per output (start, end logits [batch, seq]): fraction of rows whose argmax over the sequence
+    axis is the same."""
+    agree = {}
+    for name in ref_outs[0]:
+        a = np.concatenate([o[name] for o in ref_outs]).reshape(-1, ref_outs[0][name].shape[-1])
+        b = np.concatenate([o[name] for o in q_outs]).reshape(a.shape)
+        agree[name] = float(np.mean(a.argmax(1) == b.argmax(1)))
+    return agree
+
+
+# Why the QA head stays float: these test models are tiny (hidden 8) and untrained, so their logits are
+# nearly flat along the sequence (spread ~0.05, median top-1/top-2 margin ~0.004 on such data). The
+# head reads the last LayerNorm output ([-1.7, 1.9]: int8 step ~0.014) with weights of |w| <= 0.056 and
+# sends that rounding straight into the logits with no normalisation after it: up to ~1.5e-3 of error,
+# enough to swap near-tied positions. With every MatMul quantized (minmax), the measured top-1
+# agreement on the data below is 96.7% (start) / 95.9% (end) for the Keras model in onnxruntime and
+# 96.5% / 99.6% for PyTorch _1 in frugal: below the issue's 99%. Keeping only the head float (1 of 193
+# MatMuls in the Keras model, of 97 in the PyTorch ones) brings the logit error under ~2e-4 and the
+# agreement to 99.8% / 99.6% (Keras, minmax and percentile) and 100% (PyTorch). --max-drop top1=1% also
+# meets the bound, but it keeps layers float in order of increasing SQNR and the head's 39.9 dB puts it
+# 56th: 56 MatMuls float and ~20 minutes. The all-layers figure is asserted at its measured level
+# (>= 95%) so that a regression shows; it is not the issue's target, which the head-float runs assert.
+def test_tiny_bert_keras_top1_agreement(frugal_bin, tmp_path, testdata):
+    calib = _bert_data(BERT_TF, tmp_path / "calib.npz", 32, 32, seed=0)
+    hold = _bert_data(BERT_TF, tmp_path / "hold.npz", 512, 32, seed=1)
+    samples = tl.load_npz_samples(hold)
+    ref = tl.ort_run_many(BERT_TF, samples)
+    named, head = _qa_head(BERT_TF, tmp_path)
+    assert named == BERT_TF
+    for method, label, extra in [("minmax", "head_float", ["--exclude", head]), ("minmax", "all", []),
+                                 ("percentile", "head_float", ["--exclude", head])]:
+        out = tmp_path / f"{method}_{label}.onnx"
+        _quantize(frugal_bin, BERT_TF, out, "--data", calib, "--method", method, "--no-fidelity", "--sqnr-samples", "0",
+                  *extra)
+        _check_qdq_model(out)
+        agree = _top1_over_sequence(ref, tl.ort_run_many(out, samples))
+        print(method, label, agree)
+        floor = 0.99 if label == "head_float" else 0.95
+        assert min(agree.values()) >= floor, (method, label, agree)
+
+
+# onnxruntime no longer loads the PyTorch 1.4 exports (Concat of int64 scalars, see test_real_models.py),
+# so here both the float and the quantized model run in frugal only: this checks the quantization
+# quality, not the runtime against an oracle (test_real_models.py checks frugal's float run of these
+# models against their stored onnxruntime outputs). _0 has a fixed batch of 1, _1 a symbolic one.
+@pytest.mark.parametrize("variant,batch,rows", [("0", 1, 128), ("1", 32, 512)])
+def test_tiny_bert_pytorch_top1_agreement_frugal_only(frugal_bin, tmp_path, testdata, variant, batch, rows):
+    model = BERT_PT / f"BertForQuestionAnswering_{variant}.onnx"
+    calib = _bert_data(model, tmp_path / "calib.npz", 32, batch, seed=2)
+    hold = _bert_data(model, tmp_path / "hold.npz", rows, batch, seed=3)
+
+    def frugal_outputs(path, name):
+        tl.run_frugal(["run", path, "--data", hold, "-o", tmp_path / name], expect_rc=0, bin_path=frugal_bin)
+        return [{"start": o[0], "end": o[1]} for o in tl.read_frugal_outputs(tmp_path / name)]
+
+    ref = frugal_outputs(model, "float")
+    named, head = _qa_head(model, tmp_path)
+    configs = [("head_float", ["--exclude", head])] + ([("all", [])] if variant == "1" else [])
+    for label, extra in configs:
+        out = tmp_path / f"{label}.onnx"
+        _quantize(frugal_bin, named, out, "--data", calib, "--method", "minmax", "--no-fidelity", "--sqnr-samples", "0",
+                  *extra)
+        _check_qdq_model(out)
+        agree = _top1_over_sequence(ref, frugal_outputs(out, label))
+        print(variant, label, agree)
+        floor = 0.99 if label == "head_float" else 0.95
+        assert min(agree.values()) >= floor, (variant, label, agree)

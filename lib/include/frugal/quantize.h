@@ -7,7 +7,12 @@
 //   DequantizeLinear; biases become int32 with scale s_x * s_w and zero point 0. Relu/Clip/Concat
 //   inputs share their output's parameters and Reshape/Transpose/MaxPool/Flatten/Squeeze/Unsqueeze
 //   outputs share their input's, as onnxruntime's and TensorRT's QDQ fusions expect.
-// quantize_dynamic: weight-only int8 (DequantizeLinear on weights, activations stay float).
+// quantize_dynamic: two forms. Weight-only (default): int8 weights behind DequantizeLinear, activations
+//   stay float. Integer (onnxruntime's quantize_dynamic form): MatMul/Gemm with a constant weight become
+//   DynamicQuantizeLinear(x) -> MatMulInteger(x_q, W_q int8, x_zp, w_zp) -> Cast float -> Mul by
+//   x_scale * w_scale (per tensor or a [N] per-column vector) [-> Add bias for Gemm]; the other compute
+//   ops (Conv, ConvTranspose, Gemm that does not fit) take the weight-only form, and the node report
+//   says why.
 // run_quantize: the whole `frugal quantize` flow (calibrate or read a table, quantize, per-layer SQNR,
 //   fidelity on held-out data, --max-drop loop, save), returning the report.
 #pragma once
@@ -31,8 +36,12 @@
 
 namespace frugal {
 
+enum class DynamicForm { kWeightOnly, kInteger };
+const char* dynamic_form_name(DynamicForm f);  // "weight-only", "integer"
+
 struct QuantizeOptions {
-  bool dynamic = false;                  // weight-only
+  bool dynamic = false;                  // dynamic quantization (no calibration), in `dynamic_form`
+  DynamicForm dynamic_form = DynamicForm::kWeightOnly;
   DType activation_type = DType::kUInt8;  // kUInt8 (asymmetric) or kInt8 (symmetric)
   bool per_channel = true;
   bool reduce_range = false;  // 7-bit weights ([-63, 63]) for CPUs whose int8 dot products overflow
@@ -59,7 +68,8 @@ quant::QParams activation_params(double range_min, double range_max, DType activ
 struct NodeQuantInfo {
   std::string name, op_type;
   bool quantized = false;
-  std::string reason;       // why skipped (empty when quantized)
+  std::string form;         // when quantized: "qdq", "weight-only" or "integer"
+  std::string reason;       // why skipped; for a quantized node, why it took a fallback form (else empty)
   int weight_axis = -2;     // -2: no weight, -1: per tensor, else the channel axis
   double weight_min = 0, weight_max = 0;
   std::string input_tensor, output_tensor;  // first activation input / first output

@@ -1,0 +1,85 @@
+// Graph-building helpers shared by the quantization passes (quantize_static.cpp, quantize_dynamic.cpp).
+// Internal to lib/passes: not part of the public API.
+#pragma once
+
+#include <limits>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "frugal/quantize.h"
+
+namespace frugal::quant_pass {
+
+// Fresh tensor/node names: `base`, else base_1, base_2, ... skipping every name the graph already uses
+// (node names, inputs, outputs, initializers, graph inputs) and every name handed out before.
+class NameGen {
+ public:
+  explicit NameGen(const onnx::GraphProto& g) {
+    for (const auto& n : g.node()) {
+      used_.insert(n.name());
+      for (const auto& o : n.output()) used_.insert(o);
+      for (const auto& i : n.input()) used_.insert(i);
+    }
+    for (const auto& t : g.initializer()) used_.insert(t.name());
+    for (const auto& v : g.input()) used_.insert(v.name());
+    for (const auto& v : g.output()) used_.insert(v.name());
+  }
+  std::string make(const std::string& base) {
+    std::string n = base;
+    for (int k = 1; used_.count(n); ++k) n = base + "_" + std::to_string(k);
+    used_.insert(n);
+    return n;
+  }
+
+ private:
+  std::set<std::string> used_;
+};
+
+inline void add_init(onnx::GraphProto* g, const std::string& name, const Tensor& t) {
+  onnx::TensorProto* p = g->add_initializer();
+  tensor_to_proto(t, p);
+  p->set_name(name);
+}
+
+constexpr int kNoAxis = std::numeric_limits<int>::min();
+
+inline onnx::NodeProto make_node(const std::string& op, const std::string& name, std::vector<std::string> in,
+                                 std::vector<std::string> out, int axis = kNoAxis) {
+  onnx::NodeProto n;
+  n.set_op_type(op);
+  n.set_name(name);
+  for (auto& s : in) n.add_input(s);
+  for (auto& s : out) n.add_output(s);
+  if (axis != kNoAxis) {
+    auto* a = n.add_attribute();
+    a->set_name("axis");
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(axis);
+  }
+  return n;
+}
+
+inline void set_int_attr(onnx::NodeProto* n, const std::string& name, int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+
+// A zero-point tensor of `count` values `zp` (scalar shape when `scalar`).
+inline Tensor zp_tensor(DType t, int32_t zp, size_t count, bool scalar) {
+  Shape s = scalar ? Shape{} : Shape{static_cast<int64_t>(count)};
+  if (t == DType::kUInt8) return Tensor::from_vector<uint8_t>(s, std::vector<uint8_t>(count, static_cast<uint8_t>(zp)));
+  if (t == DType::kInt8) return Tensor::from_vector<int8_t>(s, std::vector<int8_t>(count, static_cast<int8_t>(zp)));
+  return Tensor::from_vector<int32_t>(s, std::vector<int32_t>(count, zp));
+}
+
+// Whether a node passes the user's node filters (--include, --exclude, --max-drop's keep_float);
+// `why` gets the reason when it does not.
+bool selected_by_filters(const NodeDef& n, const QuantizeOptions& opts, std::string* why);
+
+// The weight-only form (int8 weights behind DequantizeLinear), defined in quantize_static.cpp.
+StatusOr<QuantizeResult> quantize_weight_only(const Model& model, const QuantizeOptions& opts);
+
+}  // namespace frugal::quant_pass
