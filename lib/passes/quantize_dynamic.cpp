@@ -68,6 +68,7 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
   // Opset: DynamicQuantizeLinear needs 11; raise to 13 as the weight-only form does (per-channel
   // DequantizeLinear for the Conv weights it keeps).
   onnx::ModelProto proto = model.proto();
+  quant_pass::name_unnamed_nodes(proto.mutable_graph());  // stable "#i" names before the upgrade shifts indices
   int opset = res.opset_before;
   if (opset < 13) {
     onnx::ModelProto trial = proto;

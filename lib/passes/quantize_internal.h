@@ -75,6 +75,21 @@ inline Tensor zp_tensor(DType t, int32_t zp, size_t count, bool scalar) {
   return Tensor::from_vector<int32_t>(s, std::vector<int32_t>(count, zp));
 }
 
+// Names every unnamed node "#i" (its index), as the graph index reports it, unless a node already
+// carries that name (then "#i_1", ...).
+inline void name_unnamed_nodes(onnx::GraphProto* g) {
+  std::set<std::string> used;
+  for (const auto& n : g->node()) used.insert(n.name());
+  for (int i = 0; i < g->node_size(); ++i) {
+    onnx::NodeProto* n = g->mutable_node(i);
+    if (!n->name().empty()) continue;
+    std::string name = "#" + std::to_string(i);
+    for (int k = 1; used.count(name); ++k) name = "#" + std::to_string(i) + "_" + std::to_string(k);
+    used.insert(name);
+    n->set_name(name);
+  }
+}
+
 // Whether a node passes the user's node filters (--include, --exclude, --max-drop's keep_float);
 // `why` gets the reason when it does not.
 bool selected_by_filters(const NodeDef& n, const QuantizeOptions& opts, std::string* why);

@@ -66,10 +66,13 @@ struct UnionFind {
   }
 };
 
-StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts) {
+// With `plan` set, only chooses the nodes, assuming every tensor calibration can observe has a range,
+// and returns the activation tensors whose ranges the pass would read in *plan (no graph is built).
+StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts,
+                                       std::vector<std::string>* plan = nullptr) {
   if (opts.activation_type != DType::kUInt8 && opts.activation_type != DType::kInt8)
     return InvalidArgument("activation type must be uint8 or int8");
-  const bool weight_only = table == nullptr;
+  const bool weight_only = table == nullptr && plan == nullptr;
   FRUGAL_ASSIGN_OR_RETURN(Graph graph, Graph::build(model));
   QuantizeResult res;
   res.opset_before = model.opset("");
@@ -80,6 +83,9 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
 
   // Opset: QDQ needs 10, per-channel (axis on DequantizeLinear) needs 13.
   onnx::ModelProto proto = model.proto();
+  // Unnamed nodes get the names the graph index reports them by ("#i"), before the opset upgrade can
+  // insert nodes and shift the indices: --max-drop and the filters then find the same node every run.
+  quant_pass::name_unnamed_nodes(proto.mutable_graph());
   bool per_channel = opts.per_channel;
   int opset = res.opset_before;
   if (opset < 13) {
@@ -109,6 +115,12 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
 
   std::set<std::string> graph_outputs;
   for (const auto& o : graph.outputs()) graph_outputs.insert(o.name);
+  std::set<std::string> observable;  // plan mode: what calibration would record
+  if (plan) {
+    const auto t = default_calibration_tensors(graph);
+    observable.insert(t.begin(), t.end());
+  }
+  auto has_range = [&](const std::string& name) { return plan ? observable.count(name) > 0 : table->find(name) != nullptr; };
   auto is_float_init = [&](const std::string& name) {
     const onnx::TensorProto* t = graph.initializer(name);
     return t && t->data_type() == onnx::TensorProto::FLOAT;
@@ -158,7 +170,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       const std::string& in = n.inputs[k];
       if (n.op_type == "MatMul" && k == 1 && is_float_init(in)) continue;  // the weight
       if (graph.initializer(in)) { missing = "input '" + in + "' is a constant"; break; }
-      if (!table->find(in)) { missing = "no calibration range for input '" + in + "'"; break; }
+      if (!has_range(in)) { missing = "no calibration range for input '" + in + "'"; break; }
     }
     if (!missing.empty()) { skip(missing); continue; }
     quantized[ni] = true;
@@ -167,6 +179,11 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       if (n.op_type == "MatMul" && k == 1 && is_float_init(n.inputs[k])) continue;
       act.insert(n.inputs[k]);
     }
+  }
+
+  if (plan) {
+    plan->assign(act.begin(), act.end());
+    return res;
   }
 
   // 2. Activation parameters, with the sharing rules.
@@ -375,19 +392,29 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
   Tensor f = w.to_float();
   const float* x = f.data<float>();
   const int64_t n = f.numel();
+  // Layout [outer, channels, inner]; per-tensor is one channel.
   int64_t channels = 1, inner = n;
   if (axis >= 0) {
     channels = f.dim(axis);
     inner = 1;
     for (int64_t d = axis + 1; d < f.rank(); ++d) inner *= f.dim(d);
   }
+  const int64_t outer = channels * inner > 0 ? n / (channels * inner) : 0;
   std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
-  double mn = n ? x[0] : 0, mx = n ? x[0] : 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const size_t c = static_cast<size_t>((i / inner) % channels);
-    absmax[c] = std::max(absmax[c], std::fabs(x[i]));
-    mn = std::min(mn, static_cast<double>(x[i]));
-    mx = std::max(mx, static_cast<double>(x[i]));
+  float mn = n ? x[0] : 0.0f, mx = n ? x[0] : 0.0f;
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* row = x + (o * channels + c) * inner;
+      float am = absmax[static_cast<size_t>(c)], lo = mn, hi = mx;
+      for (int64_t i = 0; i < inner; ++i) {
+        am = std::max(am, std::fabs(row[i]));
+        lo = std::min(lo, row[i]);
+        hi = std::max(hi, row[i]);
+      }
+      absmax[static_cast<size_t>(c)] = am;
+      mn = lo;
+      mx = hi;
+    }
   }
   out.min = mn;
   out.max = mx;
@@ -396,9 +423,13 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
     out.scales[static_cast<size_t>(c)] = quant::symmetric_params(absmax[static_cast<size_t>(c)], range).scale;
   out.q = Tensor::uninitialized(DType::kInt8, f.shape());
   int8_t* q = out.q.mut<int8_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    const size_t c = static_cast<size_t>((i / inner) % channels);
-    q[i] = static_cast<int8_t>(quant::quantize_value(x[i], out.scales[c], 0, range.lo, range.hi));
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t c = 0; c < channels; ++c) {
+      const int64_t base = (o * channels + c) * inner;
+      const float s = out.scales[static_cast<size_t>(c)];
+      for (int64_t i = 0; i < inner; ++i)
+        q[base + i] = static_cast<int8_t>(quant::quantize_value(x[base + i], s, 0, range.lo, range.hi));
+    }
   }
   return out;
 }
@@ -412,6 +443,12 @@ quant::QParams activation_params(double range_min, double range_max, DType activ
 
 StatusOr<QuantizeResult> quantize_static(const Model& model, const CalibrationTable& table, const QuantizeOptions& opts) {
   return quantize_impl(model, &table, opts);
+}
+
+StatusOr<std::vector<std::string>> static_quantization_tensors(const Model& model, const QuantizeOptions& opts) {
+  std::vector<std::string> tensors;
+  FRUGAL_RETURN_IF_ERROR(quantize_impl(model, nullptr, opts, &tensors).status());
+  return tensors;
 }
 
 namespace quant_pass {

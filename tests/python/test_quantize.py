@@ -581,3 +581,38 @@ def test_tiny_bert_pytorch_top1_agreement_frugal_only(frugal_bin, tmp_path, test
         print(variant, label, agree)
         floor = 0.99 if label == "head_float" else 0.95
         assert min(agree.values()) >= floor, (variant, label, agree)
+
+
+def test_quantize_calibrates_only_the_tensors_it_reads(frugal_bin, tmp_path):
+    """`quantize --data` observes only the activations the pass reads ranges for; the model it writes is
+    byte-identical to the one made from a full `frugal calibrate` table, and runs in onnxruntime close
+    to the float model."""
+    import subprocess
+    import sys
+    model = tmp_path / "enc.onnx"
+    p = subprocess.run([sys.executable, str(tl.MODELS_DIR / "make_encoder.py"), "--layers", "1", "--hidden", "64",
+                        "--heads", "4", "--ffn", "128", "--seq", "16", "--vocab", "500", "--samples", "16",
+                        "--out", str(model), "--emit-data", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    data = tmp_path / "encoder_inputs.npz"
+    for method in ["entropy", "percentile"]:
+        table = tmp_path / f"{method}.json"
+        tl.run_frugal(["calibrate", model, "--data", data, "--method", method, "-o", table], expect_rc=0, bin_path=frugal_bin)
+        full = json.loads(table.read_text())["tensors"]
+        a, b, rep = tmp_path / f"{method}_table.onnx", tmp_path / f"{method}_data.onnx", tmp_path / f"{method}.json.r"
+        _quantize(frugal_bin, model, a, "--table", table, "--sqnr-samples", "0", "--no-fidelity")
+        _quantize(frugal_bin, model, b, "--data", data, "--method", method, "--sqnr-samples", "0", "--no-fidelity",
+                  report=rep)
+        assert a.read_bytes() == b.read_bytes(), method
+        observed = json.loads(rep.read_text())["calibration"]["tensors"]
+        # the GELU, LayerNorm and softmax internals are not needed
+        assert 0 < observed < len(full) / 2, (observed, len(full))
+    z = np.load(data)
+    feeds = [{k: z[k][i] for k in z.keys()} for i in range(z[list(z.keys())[0]].shape[0])]
+    for i, feed in enumerate(feeds):
+        ref = tl.ort_run(model, feed)
+        got = tl.ort_run(b, feed)
+        for name, r in ref.items():
+            r64, g64 = r.astype(np.float64).ravel(), got[name].astype(np.float64).ravel()
+            cos = r64 @ g64 / (np.linalg.norm(r64) * np.linalg.norm(g64))
+            assert cos >= 0.99, (i, name, cos)

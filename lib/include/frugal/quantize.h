@@ -88,6 +88,10 @@ struct QuantizeResult {
 
 StatusOr<QuantizeResult> quantize_static(const Model& model, const CalibrationTable& table, const QuantizeOptions& opts);
 StatusOr<QuantizeResult> quantize_dynamic(const Model& model, const QuantizeOptions& opts);
+// The activation tensors quantize_static reads ranges for with these options, assuming calibration
+// records every tensor it can: calibrating only these gives the same quantized model, observing a
+// fraction of the tensors (in a BERT layer, not the GELU, LayerNorm or softmax internals).
+StatusOr<std::vector<std::string>> static_quantization_tensors(const Model& model, const QuantizeOptions& opts);
 
 // Raises the default-domain opset to `target` in place, converting the ops whose signature changed
 // on the way (Clip, Squeeze, Unsqueeze, ReduceSum, Split, Softmax family, BatchNormalization,
