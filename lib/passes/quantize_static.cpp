@@ -82,7 +82,8 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
                        graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
 
   // Opset: QDQ needs 10, per-channel (axis on DequantizeLinear) needs 13.
-  onnx::ModelProto proto = model.proto();
+  // Planning reads names, types and shapes only: it works on a copy without the weights' bytes.
+  onnx::ModelProto proto = plan ? quant_pass::structure_copy(model.proto()) : model.proto();
   // Unnamed nodes get the names the graph index reports them by ("#i"), before the opset upgrade can
   // insert nodes and shift the indices: --max-drop and the filters then find the same node every run.
   quant_pass::name_unnamed_nodes(proto.mutable_graph());
