@@ -194,7 +194,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     return dynamic ? quantize_dynamic(*model, o) : quantize_static(*model, table, o);
   };
   FRUGAL_ASSIGN_OR_RETURN(QuantizeResult qr, do_quantize(qopts));
-  std::vector<std::string> notes = qr.notes;
+  std::vector<std::string> notes;  // the driver's own; the pass's notes come from the final result
 
   // Per-layer SQNR on the calibration data: float and quantized models side by side.
   std::map<std::string, double> sqnr;
@@ -239,18 +239,49 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
       const double x = std::isnan(a->sqnr_db) ? 1e300 : a->sqnr_db, y = std::isnan(b->sqnr_db) ? 1e300 : b->sqnr_db;
       return x < y;
     });
-    bool met = false;
-    for (const NodeQuantInfo* n : order) {
-      qopts.keep_float.insert(n->name);
-      kept_float.push_back(n->name);
-      FRUGAL_ASSIGN_OR_RETURN(QuantizeResult r2, do_quantize(qopts));
+    // Keep the k most sensitive layers float, for the smallest k whose model meets the bound: k doubles
+    // until the bound holds, then a binary search between the last failing and the first passing k.
+    // Each probe re-quantizes and re-measures (O(log n) probes instead of one per layer); only a k
+    // measured to hold is ever kept, so the bound is guaranteed even where sensitivity is not monotonic.
+    auto probe = [&](size_t k) -> StatusOr<std::pair<QuantizeResult, Fidelity>> {
+      QuantizeOptions o = qopts;
+      for (size_t i = 0; i < k; ++i) o.keep_float.insert(order[i]->name);
+      FRUGAL_ASSIGN_OR_RETURN(QuantizeResult r2, do_quantize(o));
       FRUGAL_ASSIGN_OR_RETURN(Fidelity f2, measure(r2));
-      qr = std::move(r2);
-      fid = f2;
-      if (job.max_drop->holds(f2)) {
+      return std::make_pair(std::move(r2), f2);
+    };
+    bool met = false;
+    size_t fail_k = 0, pass_k = 0;  // k = 0 (everything quantized) is known to fail
+    for (size_t k = 1; k <= order.size(); k = std::min(k * 2, order.size())) {
+      FRUGAL_ASSIGN_OR_RETURN(auto r, probe(k));
+      const bool holds = job.max_drop->holds(r.second);
+      qr = std::move(r.first);
+      fid = r.second;
+      if (holds) {
         met = true;
+        pass_k = k;
         break;
       }
+      fail_k = k;
+      if (k == order.size()) break;
+    }
+    if (met) {
+      while (pass_k - fail_k > 1) {
+        const size_t mid = fail_k + (pass_k - fail_k) / 2;
+        FRUGAL_ASSIGN_OR_RETURN(auto r, probe(mid));
+        if (job.max_drop->holds(r.second)) {  // qr/fid always hold the smallest passing k so far
+          pass_k = mid;
+          qr = std::move(r.first);
+          fid = r.second;
+        } else {
+          fail_k = mid;
+        }
+      }
+    }
+    const size_t kept = met ? pass_k : order.size();
+    for (size_t i = 0; i < kept; ++i) {
+      qopts.keep_float.insert(order[i]->name);
+      kept_float.push_back(order[i]->name);
     }
     if (!met)
       gate = QualityGate("--max-drop " + job.max_drop->describe() + " cannot be met even with " +
@@ -334,6 +365,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     if (e.ok()) rep["energy"] = std::move(e).value();
     else rep["energy"] = {{"error", e.status().message()}};
   }
+  notes.insert(notes.begin(), qr.notes.begin(), qr.notes.end());
   rep["notes"] = notes;
 
   std::ostringstream text;
