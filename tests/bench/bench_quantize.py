@@ -29,14 +29,23 @@ ORT_CHILD = r'''
 import sys, numpy as np
 from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType, CalibrationMethod
 model, calib, out, method = sys.argv[1:5]
+import os, tempfile
 z = np.load(calib)
 names = list(z.keys())
-n = z[names[0]].shape[0]
+# Each array is unpacked once to a .npy and memory-mapped, so the reader streams samples as frugal's
+# does (indexing the NpzFile would decompress the whole array per sample).
+tmp = tempfile.mkdtemp()
+arrs = {}
+for k in names:
+    f = os.path.join(tmp, str(len(arrs)) + ".npy")
+    np.save(f, z[k])
+    arrs[k] = np.load(f, mmap_mode="r")
+n = arrs[names[0]].shape[0]
 class R(CalibrationDataReader):
     def __init__(self): self.i = 0
     def get_next(self):
         if self.i >= n: return None
-        d = {k: z[k][self.i] for k in names}; self.i += 1; return d
+        d = {k: np.ascontiguousarray(arrs[k][self.i]) for k in names}; self.i += 1; return d
 m = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile, "entropy": CalibrationMethod.Entropy}[method]
 quantize_static(model, out, R(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=m)
