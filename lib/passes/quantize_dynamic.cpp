@@ -253,20 +253,7 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
     }
     for (auto& nd : r->second) *g->add_node() = std::move(nd);
   }
-  // Drop the float initializers nobody reads any more (also from graph.input, where old IR lists them).
-  std::set<std::string> still_used;
-  for (const auto& nd : g->node())
-    for (const auto& in : nd.input()) still_used.insert(in);
-  for (const auto& o : g->output()) still_used.insert(o.name());
-  std::set<std::string> dropped;
-  for (const auto& name : replaced_inits)
-    if (!still_used.count(name)) dropped.insert(name);
-  auto* inits = g->mutable_initializer();
-  inits->erase(std::remove_if(inits->begin(), inits->end(), [&](const onnx::TensorProto& t) { return dropped.count(t.name()) > 0; }),
-               inits->end());
-  auto* ins = g->mutable_input();
-  ins->erase(std::remove_if(ins->begin(), ins->end(), [&](const onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; }),
-             ins->end());
+  quant_pass::drop_unread_initializers(g, replaced_inits);
 
   res.nodes = std::move(infos);
   res.model = Model::from_proto(std::move(proto), model.base_dir());

@@ -2,6 +2,7 @@
 // Internal to lib/passes: not part of the public API.
 #pragma once
 
+#include <algorithm>
 #include <limits>
 #include <set>
 #include <string>
@@ -73,6 +74,24 @@ inline Tensor zp_tensor(DType t, int32_t zp, size_t count, bool scalar) {
   if (t == DType::kUInt8) return Tensor::from_vector<uint8_t>(s, std::vector<uint8_t>(count, static_cast<uint8_t>(zp)));
   if (t == DType::kInt8) return Tensor::from_vector<int8_t>(s, std::vector<int8_t>(count, static_cast<int8_t>(zp)));
   return Tensor::from_vector<int32_t>(s, std::vector<int32_t>(count, zp));
+}
+
+// Removes the initializers in `replaced` that no node and no graph output reads any more, also from
+// graph.input (where old IR versions list initializers).
+inline void drop_unread_initializers(onnx::GraphProto* g, const std::set<std::string>& replaced) {
+  std::set<std::string> still_used;
+  for (const auto& n : g->node())
+    for (const auto& in : n.input()) still_used.insert(in);
+  for (const auto& o : g->output()) still_used.insert(o.name());
+  std::set<std::string> dropped;
+  for (const auto& name : replaced)
+    if (!still_used.count(name)) dropped.insert(name);
+  auto* inits = g->mutable_initializer();
+  inits->erase(std::remove_if(inits->begin(), inits->end(), [&](const onnx::TensorProto& t) { return dropped.count(t.name()) > 0; }),
+               inits->end());
+  auto* ins = g->mutable_input();
+  ins->erase(std::remove_if(ins->begin(), ins->end(), [&](const onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; }),
+             ins->end());
 }
 
 // A tensor with the name, type and shape of `t` but none of its data.

@@ -346,20 +346,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
         for (auto& qn : a->second) *g->add_node() = std::move(qn);
     }
   }
-  // Drop float initializers nobody reads any more (also from graph.input, where old IR lists them).
-  std::set<std::string> still_used;
-  for (const auto& n : g->node())
-    for (const auto& in : n.input()) still_used.insert(in);
-  for (const auto& o : g->output()) still_used.insert(o.name());
-  std::set<std::string> dropped;
-  for (const auto& name : replaced_inits)
-    if (!still_used.count(name)) dropped.insert(name);
-  auto* inits = g->mutable_initializer();
-  inits->erase(std::remove_if(inits->begin(), inits->end(), [&](const onnx::TensorProto& t) { return dropped.count(t.name()) > 0; }),
-               inits->end());
-  auto* ins = g->mutable_input();
-  ins->erase(std::remove_if(ins->begin(), ins->end(), [&](const onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; }),
-             ins->end());
+  quant_pass::drop_unread_initializers(g, replaced_inits);
 
   for (size_t ni = 0; ni < infos.size(); ++ni) {
     infos[ni].quantized = quantized[ni];
