@@ -52,18 +52,21 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
   // Float arithmetic is exact when the scale is a power of two within float's normal range.
   const bool pow2 = (nb & (nb - 1)) == 0 && scale < 1e37 && scale > 1e-37;
   if (n < 4 * width || !pow2) {
-    std::vector<uint64_t> local(static_cast<size_t>(width), 0);
+    // Alone, count straight into `out`; beside other slices, into a local table merged under the lock.
+    std::vector<uint64_t> local(mu ? static_cast<size_t>(width) : 0, 0);
+    uint64_t* dst = mu ? local.data() : out;
     if (pow2) {
       const float sf = static_cast<float>(scale);
       for (int64_t i = 0; i < n; ++i)
-        if (x[i] - x[i] == 0.0f) ++local[static_cast<size_t>(bin_of_f(x[i], sf, nb))];
+        if (x[i] - x[i] == 0.0f) ++dst[bin_of_f(x[i], sf, nb)];
     } else {
       for (int64_t i = 0; i < n; ++i)
-        if (x[i] - x[i] == 0.0f) ++local[static_cast<size_t>(bin_of(x[i], scale, nb))];
+        if (x[i] - x[i] == 0.0f) ++dst[bin_of(x[i], scale, nb)];
     }
-    std::unique_lock<std::mutex> lock;
-    if (mu) lock = std::unique_lock<std::mutex>(*mu);
-    for (int64_t b = 0; b < width; ++b) out[b] += local[static_cast<size_t>(b)];
+    if (mu) {
+      std::lock_guard<std::mutex> lock(*mu);
+      for (int64_t b = 0; b < width; ++b) out[b] += local[static_cast<size_t>(b)];
+    }
     return;
   }
   const int64_t stride = width + 1;
