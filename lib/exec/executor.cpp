@@ -101,7 +101,10 @@ bool profile_ops_enabled() {
 
 class Fuser {
  public:
-  Fuser(const Graph& g, const std::map<std::string, Tensor>& constants) : g_(g), constants_(constants) {
+  // `visible`: tensors that must stay visible besides the graph outputs (extra outputs, the
+  // tensors an observer watches); no fusion hides them.
+  Fuser(const Graph& g, const std::map<std::string, Tensor>& constants, const std::set<std::string>& visible)
+      : g_(g), constants_(constants), graph_outputs_(visible) {
     for (const auto& o : g.outputs()) graph_outputs_.insert(o.name);
     for (const auto& in : g.inputs()) graph_inputs_.insert(in.name);
     for (size_t i = 0; i < g.nodes().size(); ++i)
@@ -116,7 +119,7 @@ class Fuser {
     return it != constants_.end() && it->second.dtype() == DType::kFloat ? &it->second : nullptr;
   }
 
-  // The single node reading `t` (exactly once), when `t` is no graph output; else -1.
+  // The single node reading `t` (exactly once), when `t` is not visible; else -1.
   int64_t sole_reader(const std::string& t) const {
     if (graph_outputs_.count(t)) return -1;
     auto it = readers_.find(t);
@@ -222,8 +225,9 @@ bool match_gelu(const Fuser& f, const std::string& h, std::vector<size_t>& cover
 
 // Builds the fused plan; returns null when nothing fuses.
 StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::map<std::string, Tensor>& constants,
-                                                     const KernelRegistry& reg, Backend backend) {
-  Fuser f(g, constants);
+                                                     const KernelRegistry& reg, Backend backend,
+                                                     const std::set<std::string>& visible) {
+  Fuser f(g, constants, visible);
   auto plan = std::make_shared<ExecPlan>();
   std::vector<bool> absorbed(g.nodes().size(), false);
   for (size_t ni : g.topo_order()) {
@@ -391,15 +395,27 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(std::shared_ptr<const Model
   for (size_t pos = 0; pos < order.size(); ++pos)
     for (const auto& in : ex->graph_.nodes()[order[pos]].inputs)
       if (!in.empty()) ex->last_use_[in] = pos;
-  if (opts.fuse && opts.backend == Backend::kCpu) {
-    auto plan = build_fused_plan(ex->graph_, ex->constants_, reg, opts.backend);
-    if (!plan.ok()) return plan.status();
-    ex->fused_ = std::move(plan).value();
-  }
   return ex;
 }
 
-size_t Executor::fused_node_count() const { return fused_ ? fused_->fused_nodes : 0; }
+const ExecPlan* Executor::fused_plan(const std::set<std::string>& visible) {
+  if (!opts_.fuse || opts_.backend != Backend::kCpu) return nullptr;
+  if (!fused_built_ || visible != fused_visible_) {
+    fused_.reset();  // release the old plan's folded weights before building the next
+    auto plan = build_fused_plan(graph_, constants_, default_registry(), opts_.backend, visible);
+    // Every fused node's kernel was checked buildable with its original attributes; should a fused
+    // variant still fail to build, the unfused plan runs (fusion is only an optimisation).
+    fused_ = plan.ok() ? std::move(plan).value() : nullptr;
+    fused_visible_ = visible;
+    fused_built_ = true;
+  }
+  return fused_.get();
+}
+
+size_t Executor::fused_node_count() {
+  const ExecPlan* p = fused_plan({});
+  return p ? p->fused_nodes : 0;
+}
 
 Status Executor::validate_inputs(const NamedTensors& inputs) const { return check_inputs(graph_, inputs, opts_.dims); }
 
@@ -420,8 +436,15 @@ StatusOr<NamedTensors> Executor::run_with_extra(const NamedTensors& inputs, cons
   for (const auto& kv : inputs) live[kv.first] = kv.second;
   if (observer) FRUGAL_RETURN_IF_ERROR(observer->on_inputs(inputs));
 
-  // Fused plan only for plain runs: observers and extra outputs need every original node's output.
-  const ExecPlan* plan = fused_ && !observer && extra.empty() ? fused_.get() : nullptr;
+  // The fused plan keeps the graph outputs, the extra outputs and whatever the observer watches
+  // visible; an observer that watches everything gets the unfused plan.
+  const std::set<std::string>* watched = observer ? observer->watched() : nullptr;
+  const ExecPlan* plan = nullptr;
+  if (!observer || watched) {
+    std::set<std::string> visible(extra.begin(), extra.end());
+    if (watched) visible.insert(watched->begin(), watched->end());
+    plan = fused_plan(visible);
+  }
   auto lookup = [&](const std::string& name) -> const Tensor* {
     auto it = live.find(name);
     if (it != live.end()) return &it->second;

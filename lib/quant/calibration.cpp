@@ -40,6 +40,7 @@ RangeObserver::RangeObserver(CalibOptions opts, std::vector<std::string> tensors
     TensorRange r;
     r.min = std::numeric_limits<double>::infinity();
     r.max = -std::numeric_limits<double>::infinity();
+    watched_.insert(t);
     stats_.emplace(std::move(t), r);
   }
 }

@@ -105,9 +105,11 @@ TEST_CASE("peak memory with an observer on every tensor does not grow with the n
   const long after_20 = peak_rss_kb();
   run(20, 220);
   const long after_220 = peak_rss_kb();
-  // Each sample makes 8 tensors of 1 MiB: keeping any of them per sample would add >= 200 MiB.
+  // Each sample makes 8 tensors of 1 MiB: keeping any of them per sample would add >= 200 MiB. The
+  // bound leaves room for allocator slack (malloc arenas of the worker threads warm up unevenly on a
+  // loaded machine: 8.2 MiB of growth was seen once), far below what a per-sample leak would add.
   INFO("peak RSS after 20 samples " << after_20 << " kB, after 220 samples " << after_220 << " kB");
-  CHECK(after_220 - after_20 < 8 * 1024);
+  CHECK(after_220 - after_20 < 32 * 1024);
   CHECK(obs.calls_ == 220 * 7);
 }
 

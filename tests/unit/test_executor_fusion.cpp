@@ -1,9 +1,12 @@
 // Plan-time fusion in the Executor: Conv+BatchNormalization+Relu and MatMul+Add(+GELU) give the
-// unfused results (hand-derived values, and the unfused plan on larger shapes); observers and extra
-// outputs switch fusion off so every original node's output is still seen.
+// unfused results (hand-derived values, and the unfused plan on larger shapes); extra outputs and the
+// tensors an observer names stay visible, and an observer that names nothing sees every original node.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "frugal/executor.h"
@@ -229,4 +232,103 @@ TEST_CASE("Sum and Add followed by Relu fuse and match hand values", "[executor]
   REQUIRE(out.ok());
   CHECK(values(*out, 0) == std::vector<float>{1.5f, 0, 0, 1});
   CHECK(values(*out, 1) == std::vector<float>{1.5f, 0, 0, 0});
+}
+
+namespace {
+
+// Records the values of the tensors it names, the way calibration does (outputs only, by name).
+class WatchingObserver : public Observer {
+ public:
+  explicit WatchingObserver(std::set<std::string> names) : names_(std::move(names)) {}
+  Status on_node(const NodeEvent& ev) override {
+    ++events;
+    for (size_t k = 0; k < ev.node.outputs.size() && k < ev.outputs.size(); ++k)
+      if (names_.count(ev.node.outputs[k])) {
+        auto s = ev.outputs[k].span<float>();
+        seen[ev.node.outputs[k]].push_back({s.begin(), s.end()});
+      }
+    return OkStatus();
+  }
+  const std::set<std::string>* watched() const override { return &names_; }
+  std::set<std::string> names_;
+  std::map<std::string, std::vector<std::vector<float>>> seen;
+  int events = 0;
+};
+
+const char* kMatMulGelu = R"(
+  <ir_version: 8, opset_import: ["" : 17]>
+  g (float[1,3,4] x) => (float[1,3,2] y) {
+    m = MatMul(x, w)
+    h = Add(m, b)
+    s = Mul(h, inv_sqrt2)
+    e = Erf(s)
+    e1 = Add(e, one)
+    hh = Mul(h, half)
+    g1 = Mul(hh, e1)
+    y = Relu(g1)
+  }
+)";
+
+}  // namespace
+
+TEST_CASE("an observer that names its tensors keeps fusion around them and sees each once", "[executor][fusion]") {
+  const std::vector<float> W{0.5f, -1, 1, 0.25f, -0.5f, 2, 0, -1};
+  const std::vector<float> B{0.1f, -0.2f};
+  auto model = parse_model(kMatMulGelu, {{"w", Tensor::from_vector<float>({4, 2}, W)},
+                                         {"b", Tensor::from_vector<float>({2}, B)},
+                                         {"inv_sqrt2", Tensor::scalar<float>(0.70710678f)},
+                                         {"one", Tensor::scalar<float>(1.0f)},
+                                         {"half", Tensor::scalar<float>(0.5f)}});
+  const std::vector<float> X{1, 2, -1, 0.5f, -3, 0, 1, 2, 0.25f, -0.75f, 1.5f, -2};
+  NamedTensors in{{"x", Tensor::from_vector<float>({1, 3, 4}, X)}};
+  // h and the GELU output g1, computed by hand in double.
+  std::vector<double> h(6), g1(6);
+  for (int r = 0; r < 3; ++r)
+    for (int j = 0; j < 2; ++j) {
+      double v = B[static_cast<size_t>(j)];
+      for (int k = 0; k < 4; ++k) v += double(X[static_cast<size_t>(r * 4 + k)]) * W[static_cast<size_t>(k * 2 + j)];
+      h[static_cast<size_t>(r * 2 + j)] = v;
+      g1[static_cast<size_t>(r * 2 + j)] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    }
+  ExecOptions unfused_opts;
+  unfused_opts.fuse = false;
+  auto unfused = Executor::create(model, unfused_opts);
+  auto ex = Executor::create(model);
+  REQUIRE(unfused.ok());
+  REQUIRE(ex.ok());
+
+  SECTION("watching the GELU output: MatMul+Add+GELU run as one step, values equal the unfused run's bits") {
+    WatchingObserver fused_obs({"g1"}), plain_obs({"g1"});
+    REQUIRE((*ex)->run(in, &fused_obs).ok());
+    REQUIRE((*unfused)->run(in, &plain_obs).ok());
+    CHECK(fused_obs.events == 2);  // the fused step and the Relu
+    CHECK(plain_obs.events == 8);
+    REQUIRE(fused_obs.seen["g1"].size() == 1);
+    CHECK(fused_obs.seen["g1"][0] == plain_obs.seen["g1"][0]);
+    for (size_t i = 0; i < 6; ++i) CHECK(fused_obs.seen["g1"][0][i] == Approx(g1[i]).margin(1e-5));
+  }
+  SECTION("watching the bias Add output stops the GELU fusion there; the Relu still fuses nowhere") {
+    WatchingObserver obs({"h", "g1"});
+    REQUIRE((*ex)->run(in, &obs).ok());
+    // MatMul+Add is one step; the five GELU nodes and the Relu run as they are.
+    CHECK(obs.events == 7);
+    REQUIRE(obs.seen["h"].size() == 1);
+    REQUIRE(obs.seen["g1"].size() == 1);
+    for (size_t i = 0; i < 6; ++i) {
+      CHECK(obs.seen["h"][0][i] == Approx(h[i]).margin(1e-5));
+      CHECK(obs.seen["g1"][0][i] == Approx(g1[i]).margin(1e-5));
+    }
+  }
+  SECTION("a plain run after an observed one still fuses everything it can, with the same outputs") {
+    WatchingObserver obs({"h"});
+    auto a = (*ex)->run(in, &obs);
+    auto b = (*ex)->run(in);
+    auto c = (*unfused)->run(in);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    REQUIRE(c.ok());
+    CHECK((*ex)->fused_node_count() == 6);
+    CHECK(values(*a) == values(*c));
+    CHECK(values(*b) == values(*c));
+  }
 }

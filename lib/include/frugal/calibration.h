@@ -120,6 +120,8 @@ class RangeObserver : public Observer {
   RangeObserver(CalibOptions opts, std::vector<std::string> tensors);
   Status on_inputs(const NamedTensors& inputs) override;
   Status on_node(const NodeEvent& ev) override;
+  // It reads only the outputs it observes, so the executor may fuse around them.
+  const std::set<std::string>* watched() const override { return &watched_; }
   // Feeds one tensor by name (ignored if not observed or not float).
   void observe(const std::string& name, const Tensor& t);
   bool needs_histograms() const;
@@ -131,6 +133,7 @@ class RangeObserver : public Observer {
  private:
   CalibOptions opts_;
   std::map<std::string, TensorRange> stats_;
+  std::set<std::string> watched_;  // the keys of stats_
   std::map<std::string, Histogram> hist_;
 };
 

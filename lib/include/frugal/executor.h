@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,12 @@ class Observer {
   virtual Status on_inputs(const NamedTensors& /*inputs*/) { return OkStatus(); }
   // Called after each node.
   virtual Status on_node(const NodeEvent& ev) = 0;
+  // The tensors this observer reads, when it reads only node outputs by name (a calibration
+  // observer); nullptr (the default) means it needs every node's inputs and outputs. Naming them
+  // lets the executor keep plan-time fusion: fusions never hide a named tensor, and a fused step is
+  // reported as one event carrying the step's node as executed (its own inputs, its final outputs),
+  // so every named tensor is still seen exactly once.
+  virtual const std::set<std::string>* watched() const { return nullptr; }
 };
 
 struct ExecOptions {
@@ -42,10 +49,10 @@ struct ExecOptions {
   int threads = 0;  // 0: keep the process-wide setting
   // Symbolic dim values (--dims name=value) used to validate inputs and synthesise data.
   std::map<std::string, int64_t> dims;
-  // Plan-time fusion for plain runs (execution only; the model is never changed): BatchNormalization
-  // folded into a preceding Conv's constant weights, a following Relu, bias Add or erf-GELU run as the
-  // Conv/MatMul epilogue. Runs with an Observer or extra outputs always take the unfused plan, so
-  // every original node's output is seen.
+  // Plan-time fusion (execution only; the model is never changed): BatchNormalization folded into a
+  // preceding Conv's constant weights, a following Relu, bias Add or erf-GELU run as the Conv/MatMul
+  // epilogue. Graph outputs, extra outputs and the tensors an Observer names (Observer::watched) are
+  // never fused away; an Observer that names nothing gets the unfused plan and sees every node.
   bool fuse = true;
 };
 
@@ -79,9 +86,9 @@ class Executor {
   const Model& model() const { return *model_; }
   // Checks an input set against the graph's declared inputs (names, dtypes, ranks, fixed dims).
   Status validate_inputs(const NamedTensors& inputs) const;
-  // How many original nodes the fused plan folds into a neighbour (0 when fusion is off or found
-  // nothing to fuse).
-  size_t fused_node_count() const;
+  // How many original nodes the fused plan of a plain run folds into a neighbour (0 when fusion is
+  // off or found nothing to fuse).
+  size_t fused_node_count();
 
  private:
   Executor() = default;
@@ -91,7 +98,13 @@ class Executor {
   std::vector<std::unique_ptr<Kernel>> kernels_;     // by node index
   std::map<std::string, Tensor> constants_;          // initializers as tensors
   std::map<std::string, size_t> last_use_;           // tensor -> topo position of last consumer
-  std::shared_ptr<ExecPlan> fused_;                  // null when opts_.fuse is off or nothing fuses
+  // The fused plan for the last set of tensors that had to stay visible (graph outputs always do),
+  // built on first use; null when fusion is off or nothing fuses for that set. One plan is kept:
+  // BatchNormalization folding copies Conv weights, so plans are not accumulated.
+  const ExecPlan* fused_plan(const std::set<std::string>& visible);
+  std::shared_ptr<ExecPlan> fused_;
+  std::set<std::string> fused_visible_;
+  bool fused_built_ = false;
 };
 
 }  // namespace frugal
