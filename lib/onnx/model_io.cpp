@@ -1,9 +1,15 @@
 // Model load and save: protobuf limits raised, external data validated on load and written on save,
 // outputs written through a temp file and renamed.
+#include <fcntl.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <fstream>
 
 #include "frugal/model.h"
@@ -13,12 +19,15 @@ namespace frugal {
 
 namespace fs = std::filesystem;
 
-Status parse_model_bytes(const void* data, size_t size, onnx::ModelProto* out, const std::string& what) {
+namespace {
+
+// Parses a whole ModelProto from `raw` (size bytes) and checks it looks like an ONNX model.
+Status parse_model_stream(google::protobuf::io::ZeroCopyInputStream* raw, size_t size, onnx::ModelProto* out,
+                          const std::string& what) {
   if (size == 0) return InvalidModel(what + " is empty (0 bytes)");
   if (size > static_cast<size_t>(INT_MAX))
     return InvalidModel(what + " is larger than 2 GB; store its weights as external data");
-  google::protobuf::io::ArrayInputStream raw(data, static_cast<int>(size));
-  google::protobuf::io::CodedInputStream in(&raw);
+  google::protobuf::io::CodedInputStream in(raw);
   in.SetTotalBytesLimit(INT_MAX);
   in.SetRecursionLimit(512);
   if (!out->ParseFromCodedStream(&in) || !in.ConsumedEntireMessage())
@@ -28,6 +37,42 @@ Status parse_model_bytes(const void* data, size_t size, onnx::ModelProto* out, c
   if (out->opset_import_size() == 0 && out->ir_version() == 0)
     return InvalidModel(what + " is not an ONNX model (no IR version and no opset imports)");
   return OkStatus();
+}
+
+// A file opened for reading, closed on scope exit.
+struct ReadFd {
+  int fd = -1;
+  explicit ReadFd(const fs::path& p) : fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC)) {}
+  ~ReadFd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Checks that `path` holds exactly `expected` bytes of well-formed protobuf wire format, streaming
+// (constant memory): a truncated or garbled write fails here before the file replaces anything.
+Status verify_written_proto(const fs::path& path, size_t expected, const std::string& what) {
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(path, ec);
+  if (ec || size != expected)
+    return IoError(what + ": " + std::to_string(ec ? 0 : size) + " bytes on disk, " + std::to_string(expected) +
+                   " expected (disk full?)");
+  ReadFd f(path);
+  if (f.fd < 0) return IoError(what + " cannot be read back: " + std::strerror(errno));
+  google::protobuf::io::FileInputStream raw(f.fd, 1 << 20);
+  google::protobuf::io::CodedInputStream in(&raw);
+  in.SetTotalBytesLimit(INT_MAX);
+  in.SetRecursionLimit(512);
+  if (!google::protobuf::internal::WireFormatLite::SkipMessage(&in) || !in.ConsumedEntireMessage() ||
+      static_cast<uintmax_t>(in.CurrentPosition()) != size)
+    return IoError(what + " reads back as corrupt protobuf");
+  return OkStatus();
+}
+
+}  // namespace
+
+Status parse_model_bytes(const void* data, size_t size, onnx::ModelProto* out, const std::string& what) {
+  google::protobuf::io::ArrayInputStream raw(data, static_cast<int>(std::min<size_t>(size, INT_MAX)));
+  return parse_model_stream(&raw, size, out, what);
 }
 
 namespace {
@@ -64,12 +109,29 @@ std::vector<onnx::TensorProto*> all_tensors(onnx::ModelProto* m) {
 }  // namespace
 
 StatusOr<std::shared_ptr<Model>> Model::load(const fs::path& path, const LoadOptions& opts) {
-  FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "model"));
+  // Parsed straight from the file in 1 MiB blocks: the file's bytes are never held whole next to
+  // the parsed model (for a 1 GB model that is 1 GB less at peak).
+  // Pipes and other files of unknown size are read whole first.
   auto m = std::make_shared<Model>();
   const std::string what = "model '" + path.string() + "'";
-  FRUGAL_RETURN_IF_ERROR(parse_model_bytes(bytes.data(), bytes.size(), &m->proto_, what));
+  std::error_code ec;
+  size_t size = 0;
+  if (fs::is_regular_file(path, ec)) {
+    ReadFd f(path);
+    if (f.fd < 0) return IoError(what + " cannot be opened for reading: " + std::strerror(errno));
+    size = static_cast<size_t>(fs::file_size(path, ec));
+    if (ec) return IoError(what + " cannot be sized: " + ec.message());
+    google::protobuf::io::FileInputStream raw(f.fd, 1 << 20);
+    Status st = parse_model_stream(&raw, size, &m->proto_, what);
+    if (raw.GetErrno() != 0) return IoError(what + ": read failed: " + std::strerror(raw.GetErrno()));
+    FRUGAL_RETURN_IF_ERROR(st);
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "model"));
+    size = bytes.size();
+    FRUGAL_RETURN_IF_ERROR(parse_model_bytes(bytes.data(), bytes.size(), &m->proto_, what));
+  }
   m->path_ = path;
-  m->file_size_ = bytes.size();
+  m->file_size_ = size;
   m->resolver_ = std::make_shared<ExternalDataResolver>(path.has_parent_path() ? path.parent_path() : fs::path("."));
   // Validate every stored tensor up front: dims against bytes, external ranges and paths.
   for (onnx::TensorProto* t : all_tensors(&m->proto_)) {
@@ -108,6 +170,29 @@ Status Model::save(const fs::path& path, const SaveOptions& opts) const {
     if ((!opts.input_path.empty() && same_file(path, opts.input_path)) || (!path_.empty() && same_file(path, path_)))
       return InvalidArgument("refusing to overwrite the input model '" + path.string() + "' (write to another path)");
   }
+  const size_t kProtoLimit = static_cast<size_t>(INT_MAX) - (64u << 20);  // headroom for the graph itself
+  auto write_model = [&](const onnx::ModelProto& m, AtomicFile& model_file) -> Status {
+    const size_t expected = m.ByteSizeLong();
+    if (expected > static_cast<size_t>(INT_MAX))
+      return Unsupported("model '" + path.string() + "' exceeds 2 GB even with external data");
+    std::ofstream f(model_file.temp_path(), std::ios::binary | std::ios::trunc);
+    if (!f) return IoError("cannot write '" + path.string() + "' (directory missing or not writable)");
+    if (!m.SerializeToOstream(&f)) return IoError("serialising model to '" + path.string() + "' failed");
+    f.flush();
+    if (!f) return IoError("write to '" + path.string() + "' failed (disk full?)");
+    f.close();
+    // Read back what was written before it replaces anything.
+    return verify_written_proto(model_file.temp_path(), expected, "written model '" + path.string() + "'");
+  };
+  // Nothing external and nothing to externalise: the model is written as it is, without a copy.
+  bool any_external = false;
+  for (auto* t : all_tensors(const_cast<onnx::ModelProto*>(&proto_))) any_external |= is_external(*t);
+  if (!any_external && !opts.external_data && proto_.ByteSizeLong() <= kProtoLimit) {
+    AtomicFile model_file(path);
+    FRUGAL_RETURN_IF_ERROR(write_model(proto_, model_file));
+    return model_file.commit();
+  }
+
   onnx::ModelProto out = proto_;
   auto tensors = all_tensors(&out);
   bool has_external = false;
@@ -121,7 +206,6 @@ Status Model::save(const fs::path& path, const SaveOptions& opts) const {
     tensor_to_proto(v, t);
     t->set_name(name);
   }
-  const size_t kProtoLimit = static_cast<size_t>(INT_MAX) - (64u << 20);  // headroom for the graph itself
   bool externalise = opts.external_data || (has_external && opts.keep_external) || out.ByteSizeLong() > kProtoLimit;
 
   std::unique_ptr<AtomicFile> data_file;
@@ -160,23 +244,8 @@ Status Model::save(const fs::path& path, const SaveOptions& opts) const {
     data.flush();
     if (!data) return IoError("write to external data file '" + data_file->target().string() + "' failed");
   }
-  if (out.ByteSizeLong() > static_cast<size_t>(INT_MAX))
-    return Unsupported("model '" + path.string() + "' exceeds 2 GB even with external data");
-
   AtomicFile model_file(path);
-  {
-    std::ofstream f(model_file.temp_path(), std::ios::binary | std::ios::trunc);
-    if (!f) return IoError("cannot write '" + path.string() + "' (directory missing or not writable)");
-    if (!out.SerializeToOstream(&f)) return IoError("serialising model to '" + path.string() + "' failed");
-    f.flush();
-    if (!f) return IoError("write to '" + path.string() + "' failed (disk full?)");
-  }
-  // Read back what was written before it replaces anything.
-  {
-    FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(model_file.temp_path(), "written model"));
-    onnx::ModelProto check;
-    FRUGAL_RETURN_IF_ERROR(parse_model_bytes(bytes.data(), bytes.size(), &check, "written model '" + path.string() + "'"));
-  }
+  FRUGAL_RETURN_IF_ERROR(write_model(out, model_file));
   if (data_file) FRUGAL_RETURN_IF_ERROR(data_file->commit());
   return model_file.commit();
 }
