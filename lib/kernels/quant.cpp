@@ -152,6 +152,16 @@ void for_each_run(const Granularity& g, bool serial, Fn&& fn) {
       break;
     }
     case Granularity::Mode::kAxis:
+      if (g.inner == 1) {
+        // The quantized axis is the last one (MatMul weights [K, N] on axis 1): one run per outer
+        // row walks the scales with stride 1, instead of a run (and a div/mod) per element.
+        const int64_t row_grain = serial ? grain : std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(g.dim, 1));
+        parallel_for(g.outer, row_grain, [&](int64_t b, int64_t e) {
+          for (int64_t o = b; o < e; ++o) fn(o * g.dim, g.dim, int64_t{0}, int64_t{1});
+        });
+        break;
+      }
+      [[fallthrough]];
     case Granularity::Mode::kBlocked: {
       const int64_t rows = g.outer * g.dim;
       const int64_t row_grain = serial ? grain : std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(g.inner, 1));
