@@ -3,11 +3,13 @@
 #include "frugal/dataset.h"
 
 #include <algorithm>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <set>
 
 #include "frugal/file_util.h"
+#include "npy_stream.h"
 
 namespace frugal {
 
@@ -235,7 +237,7 @@ class TestDataSetDataset : public Dataset {
   std::map<std::string, int64_t> dims_;
 };
 
-// ---- in-memory samples from one .npz / .npy / .pb --------------------------------------------------
+// ---- in-memory samples from one .pb -------------------------------------------------------------------
 
 class StackedDataset : public Dataset {
  public:
@@ -264,39 +266,79 @@ StatusOr<std::unique_ptr<Dataset>> stacked_from_arrays(const Graph& g, NamedTens
   return std::unique_ptr<Dataset>(new StackedDataset(g, std::move(arrays), layout, path.string(), fp, opts.dims));
 }
 
-// ---- a folder of per-sample files ---------------------------------------------------------------------
+// ---- .npz / .npy files, streamed -------------------------------------------------------------------------
 
-// .npz (or .npy) files, each one sample or a stack of samples by the same rule as a single file.
-// Only array headers are read up front; each file's data is read when its samples are asked for,
-// and only the current file is kept.
-class FileDirDataset : public Dataset {
+// One .npz or .npy opened for streaming, its arrays bound to graph inputs (input name, array index).
+struct BoundArrayFile {
+  std::unique_ptr<ArrayFile> file;
+  std::vector<std::pair<std::string, size_t>> bound;
+  SampleLayout layout;
+};
+
+StatusOr<BoundArrayFile> open_bound(const Graph& g, const fs::path& path, bool need_arrays = false) {
+  BoundArrayFile b;
+  FRUGAL_ASSIGN_OR_RETURN(b.file, ArrayFile::open(path));
+  if (need_arrays && b.file->arrays().empty()) return InvalidData("'" + path.string() + "' holds no arrays");
+  std::vector<std::pair<std::string, size_t>> raw;
+  std::vector<std::pair<std::string, Shape>> shapes;
+  for (size_t k = 0; k < b.file->arrays().size(); ++k) raw.emplace_back(b.file->arrays()[k].name, k);
+  FRUGAL_ASSIGN_OR_RETURN(b.bound, bind_to_inputs(g, std::move(raw), path.string()));
+  for (const auto& [name, k] : b.bound) shapes.emplace_back(name, b.file->arrays()[k].header.shape);
+  FRUGAL_ASSIGN_OR_RETURN(b.layout, sample_layout(g, shapes, path.string()));
+  return b;
+}
+
+// Sample i of a bound file: only its rows are read from disk; checked against the graph.
+StatusOr<NamedTensors> read_sample(const Graph& g, BoundArrayFile& b, size_t i, const std::map<std::string, int64_t>& dims,
+                                   const std::string& where) {
+  if (i >= b.layout.count) return InvalidArgument(where + ": sample " + std::to_string(i) + " out of range");
+  NamedTensors s;
+  for (const auto& [name, k] : b.bound) {
+    const ArrayFile::Array& a = b.file->arrays()[k];
+    Shape sub = a.header.shape;
+    if (b.layout.stacked) sub.erase(sub.begin());
+    const size_t bytes = storage_bytes(a.header.dtype, shape_numel(sub));
+    Tensor t = Tensor::uninitialized(a.header.dtype, sub);
+    FRUGAL_RETURN_IF_ERROR(b.file->read(k, b.layout.stacked ? bytes * i : 0, bytes, t.raw_mut()));
+    s.emplace_back(name, std::move(t));
+  }
+  Status st = check_inputs(g, s, dims);
+  if (!st.ok()) return st.with_context(where + (b.layout.stacked ? " sample " + std::to_string(i) : std::string()));
+  return s;
+}
+
+// .npz (or .npy) files, each one sample or a stack of samples along axis 0, taken file by file: a folder
+// of them, or one file. Headers (and data sizes) of every file are checked up front; get(i) then reads
+// sample i's rows alone, keeping only the current file open, so memory does not grow with the data.
+class ArrayFilesDataset : public Dataset {
  public:
+  // `single`: one file given directly (described by its path, fingerprinted by its sha256).
   static StatusOr<std::unique_ptr<Dataset>> open(const Graph& g, std::vector<fs::path> files, fs::path root,
-                                                 std::map<std::string, int64_t> dims) {
-    std::unique_ptr<FileDirDataset> d(new FileDirDataset(g, std::move(files), std::move(root), std::move(dims)));
+                                                 std::map<std::string, int64_t> dims, bool single) {
+    std::unique_ptr<ArrayFilesDataset> d(new ArrayFilesDataset(g, std::move(files), std::move(root), std::move(dims)));
+    d->single_ = single;
     size_t total = 0;
     for (const auto& f : d->files_) {
-      std::vector<std::pair<std::string, Shape>> shapes;
-      if (f.extension() == ".npz") {
-        FRUGAL_ASSIGN_OR_RETURN(auto headers, read_npz_headers(f));
-        for (auto& h : headers) shapes.emplace_back(h.first, h.second.shape);
-      } else {
-        FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, read_npy_header(f));
-        shapes.emplace_back("", h.shape);
-      }
-      FRUGAL_ASSIGN_OR_RETURN(shapes, bind_to_inputs(g, std::move(shapes), f.string()));
-      FRUGAL_ASSIGN_OR_RETURN(SampleLayout layout, sample_layout(g, shapes, f.string()));
-      d->layouts_.push_back(layout);
-      total += layout.count;
+      FRUGAL_ASSIGN_OR_RETURN(BoundArrayFile b, open_bound(g, f, single));
+      total += b.layout.count;
       d->ends_.push_back(total);
+      if (single) {
+        d->current_ = std::move(b);
+        d->loaded_ = 0;
+      }
+    }
+    if (single) {
+      FRUGAL_ASSIGN_OR_RETURN(d->fp_, sha256_file(d->files_[0]));
     }
     return std::unique_ptr<Dataset>(d.release());
   }
   size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
   std::string describe() const override {
+    if (single_) return std::to_string(size()) + " sample(s) from " + files_[0].string();
     return std::to_string(size()) + " sample(s) in " + std::to_string(files_.size()) + " file(s) in " + root_.string();
   }
   std::string fingerprint() const override {
+    if (single_) return fp_;
     auto fp = fingerprint_files(files_, root_);
     return fp.ok() ? *fp : "unreadable";
   }
@@ -304,32 +346,32 @@ class FileDirDataset : public Dataset {
     const size_t k = static_cast<size_t>(std::upper_bound(ends_.begin(), ends_.end(), i) - ends_.begin());
     if (k >= files_.size()) return InvalidArgument("sample " + std::to_string(i) + " out of range");
     const fs::path& f = files_[k];
+    std::lock_guard<std::mutex> lock(mu_);  // the open file's read positions are shared state
     if (loaded_ != k) {
-      NamedTensors raw;
-      if (f.extension() == ".npz") {
-        FRUGAL_ASSIGN_OR_RETURN(raw, read_npz(f));
-      } else {
-        FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(f));
-        raw.emplace_back("", std::move(t));
-      }
-      FRUGAL_ASSIGN_OR_RETURN(current_, bind_to_inputs(graph_, std::move(raw), f.string()));
+      loaded_ = SIZE_MAX;
+      current_ = BoundArrayFile{};
+      FRUGAL_ASSIGN_OR_RETURN(current_, open_bound(graph_, f));
+      if (current_.layout.count != ends_[k] - (k == 0 ? 0 : ends_[k - 1]))
+        return InvalidData(f.string() + ": the file changed while it was being read");
       loaded_ = k;
     }
     const size_t first = k == 0 ? 0 : ends_[k - 1];
-    return take_sample(graph_, current_, layouts_[k], i - first, dims_, f.string());
+    return read_sample(graph_, current_, i - first, dims_, f.string());
   }
 
  private:
-  FileDirDataset(const Graph& g, std::vector<fs::path> files, fs::path root, std::map<std::string, int64_t> dims)
+  ArrayFilesDataset(const Graph& g, std::vector<fs::path> files, fs::path root, std::map<std::string, int64_t> dims)
       : graph_(g), files_(std::move(files)), root_(std::move(root)), dims_(std::move(dims)) {}
   const Graph& graph_;
   std::vector<fs::path> files_;
   fs::path root_;
   std::map<std::string, int64_t> dims_;
-  std::vector<SampleLayout> layouts_;
+  bool single_ = false;
+  std::string fp_;
   std::vector<size_t> ends_;  // cumulative sample counts
+  std::mutex mu_;
   size_t loaded_ = SIZE_MAX;
-  NamedTensors current_;
+  BoundArrayFile current_;
 };
 
 // ---- synthetic ------------------------------------------------------------------------------------------
@@ -410,17 +452,7 @@ StatusOr<std::unique_ptr<Dataset>> open_dataset(const Graph& graph, const fs::pa
   if (!fs::exists(path, ec)) return NotFound("data '" + path.string() + "' does not exist");
   if (fs::is_regular_file(path)) {
     const auto ext = path.extension();
-    if (ext == ".npz") {
-      FRUGAL_ASSIGN_OR_RETURN(NamedTensors arrays, read_npz(path));
-      if (arrays.empty()) return InvalidData("'" + path.string() + "' holds no arrays");
-      return stacked_from_arrays(graph, std::move(arrays), path, opts);
-    }
-    if (ext == ".npy") {
-      FRUGAL_ASSIGN_OR_RETURN(Tensor t, read_npy(path));
-      NamedTensors arrays;
-      arrays.emplace_back("", std::move(t));
-      return stacked_from_arrays(graph, std::move(arrays), path, opts);
-    }
+    if (ext == ".npz" || ext == ".npy") return ArrayFilesDataset::open(graph, {path}, path.parent_path(), opts.dims, true);
     if (ext == ".pb") {
       FRUGAL_ASSIGN_OR_RETURN(auto t, read_tensor_pb(path));
       NamedTensors arrays;
@@ -438,13 +470,13 @@ StatusOr<std::unique_ptr<Dataset>> open_dataset(const Graph& graph, const fs::pa
   });
   if (!sets.empty()) return std::unique_ptr<Dataset>(new TestDataSetDataset(graph, sets, path, opts.dims));
   auto npz = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npz"; });
-  if (!npz.empty()) return FileDirDataset::open(graph, npz, path, opts.dims);
+  if (!npz.empty()) return ArrayFilesDataset::open(graph, npz, path, opts.dims, false);
   auto npy = list_sorted(path, [](const auto& e) { return e.is_regular_file() && e.path().extension() == ".npy"; });
   if (!npy.empty()) {
     if (graph.inputs().size() != 1)
       return InvalidData("'" + path.string() + "' holds .npy files, which only serve single-input models; this model has " +
                          std::to_string(graph.inputs().size()) + " inputs (use .npz)");
-    return FileDirDataset::open(graph, npy, path, opts.dims);
+    return ArrayFilesDataset::open(graph, npy, path, opts.dims, false);
   }
   return InvalidData("no samples found in '" + path.string() +
                      "' (expected test_data_set_N/ folders, input_K.pb files, .npz or .npy files)");

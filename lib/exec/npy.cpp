@@ -1,7 +1,9 @@
 // numpy .npy / .npz reading and .npy writing. Only what numpy writes for plain numeric arrays:
-// little-endian, C order, format versions 1-3, .npz stored or deflated (libzip).
+// little-endian, C order, format versions 1-3, .npz stored or deflated (libzip). read_npy/read_npz
+// load whole files; ArrayFile (npy_stream.h) reads byte ranges of the arrays for streaming datasets.
 #include <zip.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -9,6 +11,7 @@
 
 #include "frugal/dataset.h"
 #include "frugal/file_util.h"
+#include "npy_stream.h"
 
 namespace frugal {
 
@@ -193,6 +196,230 @@ StatusOr<NpyHeader> read_npy_header(const std::filesystem::path& path) {
   in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
   buf.resize(static_cast<size_t>(in.gcount()));
   return parse_npy_header(buf.data(), buf.size(), path.string());
+}
+
+// ---- streaming access (npy_stream.h) -------------------------------------------------------------------
+
+namespace {
+
+std::string size_mismatch(const std::string& what, const NpyHeader& h, size_t need, size_t body, const char* holder) {
+  return what + ": array " + shape_str(h.shape) + " of " + dtype_name(h.dtype) + " needs " + std::to_string(need) +
+         " bytes but the " + holder + " holds " + std::to_string(body);
+}
+
+// Bytes numpy's preamble says the header takes (magic, version, length field and header dict), from
+// the first 12 bytes; 0 when they are not an .npy preamble (parse_npy_header then names the fault).
+size_t npy_header_end(const unsigned char* p, size_t n) {
+  if (n < 10 || std::memcmp(p, "\x93NUMPY", 6) != 0) return 0;
+  if (p[6] == 1) return 10 + (p[8] | (p[9] << 8));
+  if ((p[6] == 2 || p[6] == 3) && n >= 12)
+    return 12 + (p[8] | (p[9] << 8) | (p[10] << 16) | (static_cast<size_t>(p[11]) << 24));
+  return 0;
+}
+
+// numpy headers are a few hundred bytes; v2/v3 allow more, but never this much for plain arrays.
+constexpr size_t kMaxNpyHeader = size_t{1} << 20;
+
+class NpyArrayFile : public ArrayFile {
+ public:
+  static StatusOr<std::unique_ptr<ArrayFile>> open(const std::filesystem::path& path) {
+    std::unique_ptr<NpyArrayFile> f(new NpyArrayFile);
+    f->path_ = path;
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return NotFound("array file '" + path.string() + "' does not exist");
+    f->in_.open(path, std::ios::binary);
+    if (!f->in_) return IoError("array file '" + path.string() + "' cannot be opened for reading");
+    const auto file_size = std::filesystem::file_size(path, ec);
+    if (ec) return IoError("array file '" + path.string() + "' cannot be opened for reading");
+    std::string buf(std::min<size_t>(file_size, 12), '\0');
+    f->in_.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const size_t end = npy_header_end(reinterpret_cast<const unsigned char*>(buf.data()), buf.size());
+    const size_t have = buf.size();
+    if (end > have) {
+      buf.resize(std::max(have, std::min<size_t>({end, file_size, kMaxNpyHeader})));
+      f->in_.read(buf.data() + have, static_cast<std::streamsize>(buf.size() - have));
+    }
+    if (!f->in_) return IoError("array file '" + path.string() + "': read error");
+    FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, parse_npy_header(buf.data(), buf.size(), path.string()));
+    const size_t need = storage_bytes(h.dtype, shape_numel(h.shape));
+    const size_t body = static_cast<size_t>(file_size) - h.data_offset;
+    if (body < need) return InvalidData(size_mismatch(path.string(), h, need, body, "file"));
+    f->arrays_.push_back({"", std::move(h), need});
+    return std::unique_ptr<ArrayFile>(f.release());
+  }
+
+  Status read(size_t k, size_t offset, size_t size, void* dst) override {
+    const Array& a = arrays_.at(k);
+    if (offset > a.nbytes || size > a.nbytes - offset)
+      return InvalidArgument(path_.string() + ": read past the end of the array");
+    in_.clear();
+    in_.seekg(static_cast<std::streamoff>(a.header.data_offset + offset));
+    in_.read(static_cast<char*>(dst), static_cast<std::streamsize>(size));
+    if (!in_ || static_cast<size_t>(in_.gcount()) != size)
+      return InvalidData(path_.string() + ": array data is truncated (the file changed after it was opened?)");
+    return OkStatus();
+  }
+
+ private:
+  std::ifstream in_;
+};
+
+class NpzArrayFile : public ArrayFile {
+ public:
+  ~NpzArrayFile() override {
+    for (auto& e : entries_) close(e);
+    if (z_) zip_discard(z_);
+  }
+
+  static StatusOr<std::unique_ptr<ArrayFile>> open(const std::filesystem::path& path) {
+    std::unique_ptr<NpzArrayFile> f(new NpzArrayFile);
+    f->path_ = path;
+    int err = 0;
+    f->z_ = zip_open(path.c_str(), ZIP_RDONLY, &err);
+    if (!f->z_) {
+      if (!std::filesystem::exists(path)) return NotFound("array archive '" + path.string() + "' does not exist");
+      return InvalidData("'" + path.string() + "' is not a valid .npz (zip) archive");
+    }
+    const zip_int64_t n = zip_get_num_entries(f->z_, 0);
+    for (zip_int64_t i = 0; i < n; ++i) {
+      zip_stat_t st;
+      if (zip_stat_index(f->z_, static_cast<zip_uint64_t>(i), 0, &st) != 0)
+        return InvalidData(path.string() + ": unreadable entry " + std::to_string(i));
+      const std::string name = st.name;
+      if (name.size() < 4 || name.substr(name.size() - 4) != ".npy") continue;
+      Entry e;
+      e.index = static_cast<zip_uint64_t>(i);
+      e.name = name;
+      e.size = static_cast<size_t>(st.size);
+      e.stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
+      f->entries_.push_back(std::move(e));
+      FRUGAL_RETURN_IF_ERROR(f->open_entry(f->entries_.back()));
+    }
+    return std::unique_ptr<ArrayFile>(f.release());
+  }
+
+  Status read(size_t k, size_t offset, size_t size, void* dst) override {
+    const Array& a = arrays_.at(k);
+    Entry& e = entries_.at(k);
+    if (offset > a.nbytes || size > a.nbytes - offset)
+      return InvalidArgument(path_.string() + ": read past the end of '" + e.name + "'");
+    FRUGAL_RETURN_IF_ERROR(seek(e, a.header.data_offset + offset));
+    FRUGAL_RETURN_IF_ERROR(read_exact(e, dst, size));
+    if (e.pos == e.size) {
+      // At the end of the entry: one more read reports EOF, which is where libzip checks the CRC
+      // (when the entry was read through in order). The stream is then done with.
+      char c;
+      const zip_int64_t got = zip_fread(e.f, &c, 1);
+      if (got > 0) return corrupt(e, "more data than its recorded size");
+      if (got < 0) return corrupt(e);
+      close(e);
+    }
+    return OkStatus();
+  }
+
+ private:
+  struct Entry {
+    zip_uint64_t index = 0;
+    std::string name;  // with ".npy"
+    size_t size = 0;   // uncompressed bytes of the entry
+    bool stored = false;
+    zip_file_t* f = nullptr;
+    size_t pos = 0;  // read position in the entry's uncompressed bytes
+  };
+
+  // Forward gaps up to this are read through (keeping libzip's running CRC); longer ones in a stored
+  // entry are seeks.
+  static constexpr size_t kReadThrough = size_t{1} << 20;
+
+  NpzArrayFile() = default;
+
+  static void close(Entry& e) {
+    if (e.f) zip_fclose(e.f);
+    e.f = nullptr;
+    e.pos = 0;
+  }
+
+  Status corrupt(Entry& e, std::string why = "") {
+    if (why.empty() && e.f && zip_error_code_zip(zip_file_get_error(e.f)) != ZIP_ER_OK) why = zip_file_strerror(e.f);
+    close(e);
+    return InvalidData(path_.string() + ": entry '" + e.name + "' is truncated or corrupt" +
+                       (why.empty() ? std::string() : " (" + why + ")"));
+  }
+
+  Status reopen(Entry& e) {
+    close(e);
+    e.f = zip_fopen_index(z_, e.index, 0);
+    if (!e.f) return InvalidData(path_.string() + ": cannot open entry '" + e.name + "'");
+    return OkStatus();
+  }
+
+  Status read_exact(Entry& e, void* dst, size_t size) {
+    char* p = static_cast<char*>(dst);
+    while (size > 0) {
+      const zip_int64_t got = zip_fread(e.f, p, size);
+      if (got <= 0) return corrupt(e);
+      p += got;
+      size -= static_cast<size_t>(got);
+      e.pos += static_cast<size_t>(got);
+    }
+    return OkStatus();
+  }
+
+  // Moves entry e's stream to byte `target`: a seek in a stored entry, else reading forward (reopening
+  // the entry first when target is behind the stream).
+  Status seek(Entry& e, size_t target) {
+    if (!e.f) FRUGAL_RETURN_IF_ERROR(reopen(e));
+    if (target == e.pos) return OkStatus();
+    if (e.stored && (target < e.pos || target - e.pos > kReadThrough)) {
+      if (zip_fseek(e.f, static_cast<zip_int64_t>(target), SEEK_SET) != 0) return corrupt(e);
+      e.pos = target;
+      return OkStatus();
+    }
+    if (target < e.pos) FRUGAL_RETURN_IF_ERROR(reopen(e));
+    std::vector<char> scratch(std::min(target - e.pos, kReadThrough));
+    while (e.pos < target)
+      FRUGAL_RETURN_IF_ERROR(read_exact(e, scratch.data(), std::min(scratch.size(), target - e.pos)));
+    return OkStatus();
+  }
+
+  // Reads and checks entry e's header, leaving its stream at the first data byte.
+  Status open_entry(Entry& e) {
+    const std::string what = path_.string() + ":" + e.name.substr(0, e.name.size() - 4);
+    FRUGAL_RETURN_IF_ERROR(reopen(e));
+    std::string buf(std::min<size_t>(e.size, 12), '\0');
+    FRUGAL_RETURN_IF_ERROR(read_exact(e, buf.data(), buf.size()));
+    const size_t end = npy_header_end(reinterpret_cast<const unsigned char*>(buf.data()), buf.size());
+    const size_t have = buf.size();
+    if (end > have) {
+      buf.resize(std::max(have, std::min<size_t>({end, e.size, kMaxNpyHeader})));
+      FRUGAL_RETURN_IF_ERROR(read_exact(e, buf.data() + have, buf.size() - have));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, parse_npy_header(buf.data(), buf.size(), what));
+    const size_t need = storage_bytes(h.dtype, shape_numel(h.shape));
+    const size_t body = e.size - h.data_offset;
+    if (body < need) return InvalidData(size_mismatch(what, h, need, body, "entry"));
+    if (e.stored && need > 0) {
+      // The last data byte must be there: a stored entry cut short fails now, not at its last sample.
+      char c;
+      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset + need - 1));
+      FRUGAL_RETURN_IF_ERROR(read_exact(e, &c, 1));
+      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset));
+    } else if (e.pos != h.data_offset) {
+      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset));
+    }
+    arrays_.push_back({e.name.substr(0, e.name.size() - 4), std::move(h), need});
+    return OkStatus();
+  }
+
+  zip_t* z_ = nullptr;
+  std::vector<Entry> entries_;  // one per array, same order as arrays_
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ArrayFile>> ArrayFile::open(const std::filesystem::path& path) {
+  if (path.extension() == ".npz") return NpzArrayFile::open(path);
+  return NpyArrayFile::open(path);
 }
 
 }  // namespace frugal

@@ -1,6 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zip.h>
+
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "frugal/dataset.h"
@@ -154,4 +160,435 @@ TEST_CASE("synthetic data follows declared shapes and needs --dims for symbolic 
   REQUIRE(s3.ok());
   INFO(shape_str((*s3)[0].second.shape()));
   CHECK(check_inputs(g, *s3, o.dims).ok());
+}
+
+// ---- streamed .npz / .npy reading ---------------------------------------------------------------------
+
+namespace {
+
+// An .npy file's bytes as numpy writes them (v1 header padded to 64 bytes), around raw little-endian data.
+std::string npy_bytes(const std::string& descr, const std::vector<int64_t>& shape, const void* data, size_t nbytes,
+                      bool fortran = false) {
+  std::string dims;
+  for (size_t i = 0; i < shape.size(); ++i) dims += std::to_string(shape[i]) + (shape.size() == 1 || i + 1 < shape.size() ? "," : "");
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': (" + dims + "), }";
+  header += std::string((64 - (10 + header.size() + 1) % 64) % 64, ' ') + "\n";
+  std::string out = std::string("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xFF);
+  out += static_cast<char>(header.size() >> 8);
+  out += header;
+  out.append(static_cast<const char*>(data), nbytes);
+  return out;
+}
+
+template <typename T>
+std::string npy_of(const std::string& descr, const std::vector<int64_t>& shape, const std::vector<T>& v) {
+  return npy_bytes(descr, shape, v.data(), v.size() * sizeof(T));
+}
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  REQUIRE(out.good());
+}
+
+// Writes an .npz with libzip: entries NAME.npy holding the given .npy bytes, stored or deflated.
+void write_npz(const fs::path& p, const std::vector<std::pair<std::string, std::string>>& entries, bool deflate,
+               int level = 6) {
+  int err = 0;
+  zip_t* z = zip_open(p.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  REQUIRE(z);
+  for (const auto& [name, bytes] : entries) {
+    zip_source_t* src = zip_source_buffer(z, bytes.data(), bytes.size(), 0);
+    REQUIRE(src);
+    const zip_int64_t idx = zip_file_add(z, (name + ".npy").c_str(), src, ZIP_FL_OVERWRITE);
+    REQUIRE(idx >= 0);
+    REQUIRE(zip_set_file_compression(z, static_cast<zip_uint64_t>(idx), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE,
+                                     static_cast<zip_uint32_t>(level)) == 0);
+  }
+  REQUIRE(zip_close(z) == 0);  // the buffers must outlive zip_close, which writes the archive
+}
+
+// Where the first entry's (compressed) data starts: after the local header, its name and extra field.
+size_t first_entry_data_offset(const std::string& zip_bytes) {
+  REQUIRE(zip_bytes.compare(0, 4, "PK\x03\x04") == 0);
+  auto u16 = [&](size_t at) { return static_cast<size_t>(static_cast<uint8_t>(zip_bytes[at])) |
+                                     static_cast<size_t>(static_cast<uint8_t>(zip_bytes[at + 1])) << 8; };
+  return 30 + u16(26) + u16(28);
+}
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+const char* kTwoInputs = R"(
+  <ir_version: 8, opset_import: ["" : 13]>
+  g (float[2,3] x, int64[4] y) => (float[2,3] xo, int64[4] yo) { xo = Identity(x)  yo = Identity(y) }
+)";
+const char* kOneInput = R"(
+  <ir_version: 8, opset_import: ["" : 13]>
+  g (float[2,3] x) => (float[2,3] xo) { xo = Identity(x) }
+)";
+
+// n samples of x: float[2,3] (random bit patterns of ordinary floats) and y: int64[4] (large values).
+struct Samples {
+  size_t n;
+  std::vector<float> x;
+  std::vector<int64_t> y;
+  explicit Samples(size_t n_, uint32_t seed = 1) : n(n_), x(n_ * 6), y(n_ * 4) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (auto& v : x) v = nd(rng);
+    for (size_t i = 0; i < y.size(); ++i) y[i] = static_cast<int64_t>(rng()) * 1000003 - static_cast<int64_t>(i);
+  }
+  std::vector<float> x_row(size_t i) const { return {x.begin() + static_cast<long>(6 * i), x.begin() + static_cast<long>(6 * i + 6)}; }
+  std::vector<int64_t> y_row(size_t i) const { return {y.begin() + static_cast<long>(4 * i), y.begin() + static_cast<long>(4 * i + 4)}; }
+  // .npy bytes of samples [a, b) (stacked) or of sample a alone (unstacked).
+  std::string x_npy(size_t a, size_t b) const {
+    return npy_bytes("<f4", {static_cast<int64_t>(b - a), 2, 3}, x.data() + 6 * a, (b - a) * 24);
+  }
+  std::string y_npy(size_t a, size_t b) const {
+    return npy_bytes("<i8", {static_cast<int64_t>(b - a), 4}, y.data() + 4 * a, (b - a) * 32);
+  }
+  std::string x_npy_single(size_t a) const { return npy_bytes("<f4", {2, 3}, x.data() + 6 * a, 24); }
+  std::string y_npy_single(size_t a) const { return npy_bytes("<i8", {4}, y.data() + 4 * a, 32); }
+};
+
+// get(i) for each i in `order`: x (and y when the model has it) must equal sample i's rows exactly.
+void check_samples(Dataset& ds, const Samples& s, const std::vector<size_t>& order, bool with_y) {
+  for (size_t i : order) {
+    INFO("sample " << i);
+    auto got = ds.get(i);
+    REQUIRE(got.ok());
+    REQUIRE(got->size() == (with_y ? 2u : 1u));
+    const Tensor* x = find_named(*got, "x");
+    REQUIRE(x);
+    REQUIRE(x->dtype() == DType::kFloat);
+    REQUIRE(x->shape() == Shape{2, 3});
+    CHECK(std::vector<float>(x->data<float>(), x->data<float>() + 6) == s.x_row(i));
+    if (with_y) {
+      const Tensor* y = find_named(*got, "y");
+      REQUIRE(y);
+      REQUIRE(y->dtype() == DType::kInt64);
+      REQUIRE(y->shape() == Shape{4});
+      CHECK(std::vector<int64_t>(y->data<int64_t>(), y->data<int64_t>() + 4) == s.y_row(i));
+    }
+  }
+}
+
+std::vector<size_t> all_then_shuffled(size_t n) {
+  std::vector<size_t> v;
+  for (size_t i = 0; i < n; ++i) v.push_back(i);
+  for (size_t i : {5, 1, 7, 7, 7, 0, 8, 3, 3, 8, 0}) v.push_back(i % n);
+  return v;
+}
+
+// Peak RSS (VmHWM) and current RSS (VmRSS) of this process in KiB.
+int64_t proc_status_kib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stoll(line.substr(key.size() + 1));
+  return -1;
+}
+
+// Resets the peak RSS to the current RSS (Linux >= 4.0: writing 5 to /proc/self/clear_refs).
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return f.good();
+}
+
+}  // namespace
+
+TEST_CASE("stacked npz streams samples in and out of order, stored and deflated", "[dataset][npz_stream]") {
+  auto m = parse_model(kTwoInputs);
+  auto g = Graph::build(*m);
+  REQUIRE(g.ok());
+  const Samples s(9);
+  TempDir tmp;
+  for (bool deflate : {false, true}) {
+    INFO((deflate ? "deflated" : "stored"));
+    const fs::path p = tmp.path / (deflate ? "d.npz" : "s.npz");
+    // y first in the archive: arrays bind by name, not by position.
+    write_npz(p, {{"y", s.y_npy(0, 9)}, {"x", s.x_npy(0, 9)}}, deflate);
+    auto ds = open_dataset(*g, p, {});
+    REQUIRE(ds.ok());
+    CHECK((*ds)->size() == 9);
+    CHECK((*ds)->describe() == "9 sample(s) from " + p.string());
+    auto sha = sha256_file(p);
+    REQUIRE(sha.ok());
+    CHECK((*ds)->fingerprint() == *sha);
+    check_samples(**ds, s, all_then_shuffled(9), true);
+    // Read again from the start after the streams reached the end.
+    check_samples(**ds, s, {0, 1, 2, 8, 8}, true);
+  }
+  // Unnamed arrays (numpy's arr_0, arr_1) bind by position; a single sample (no stack axis) also streams.
+  const fs::path p = tmp.path / "pos.npz";
+  write_npz(p, {{"arr_0", s.x_npy_single(4)}, {"arr_1", s.y_npy_single(4)}}, true);
+  auto ds = open_dataset(*g, p, {});
+  REQUIRE(ds.ok());
+  CHECK((*ds)->size() == 1);
+  auto one = (*ds)->get(0);
+  REQUIRE(one.ok());
+  CHECK(std::vector<float>(find_named(*one, "x")->data<float>(), find_named(*one, "x")->data<float>() + 6) == s.x_row(4));
+  CHECK(find_named(*one, "y")->to_int64_vector() == s.y_row(4));
+}
+
+TEST_CASE("numpy-written deflated npz streams the values numpy reads", "[dataset][npz_stream]") {
+  std::shared_ptr<Model> keep;
+  Graph g = graph_of(kRepo / "tests/models/digits_mlp.onnx", &keep);
+  auto ds = open_dataset(g, kRepo / "tests/models/data/digits_mlp_heldout.npz", {});
+  REQUIRE(ds.ok());
+  // (sample, first three non-zero elements, sum) as numpy reads them; values are multiples of 1/16.
+  struct Want {
+    size_t i;
+    std::vector<std::pair<int, float>> first;
+    double sum;
+  };
+  const std::vector<Want> want = {{5, {{2, 0.5f}, {3, 1.0f}, {4, 0.3125f}}, 16.625},
+                                  {1, {{2, 0.1875f}, {3, 0.75f}, {4, 1.0f}}, 22.125},
+                                  {7, {{4, 0.875f}, {5, 0.8125f}, {6, 0.0625f}}, 19.9375},
+                                  {499, {{3, 0.375f}, {4, 0.9375f}, {5, 0.375f}}, 17.25}};
+  for (int rep = 0; rep < 2; ++rep)
+    for (const auto& w : want) {
+      INFO("sample " << w.i);
+      auto s = (*ds)->get(w.i);
+      REQUIRE(s.ok());
+      const Tensor& t = (*s)[0].second;
+      REQUIRE(t.shape() == Shape{1, 64});
+      double sum = 0;
+      std::vector<std::pair<int, float>> nz;
+      for (int k = 0; k < 64; ++k) {
+        sum += t.data<float>()[k];
+        if (t.data<float>()[k] != 0 && nz.size() < 3) nz.emplace_back(k, t.data<float>()[k]);
+      }
+      CHECK(nz == w.first);
+      CHECK(sum == w.sum);
+    }
+}
+
+TEST_CASE("stacked npy files and folders of stacked files stream sample by sample", "[dataset][npz_stream]") {
+  const Samples s(11, 2);
+  TempDir tmp;
+  SECTION("one stacked .npy") {
+    auto m = parse_model(kOneInput);
+    auto g = Graph::build(*m);
+    REQUIRE(g.ok());
+    write_bytes(tmp.path / "x.npy", s.x_npy(0, 11));
+    auto ds = open_dataset(*g, tmp.path / "x.npy", {});
+    REQUIRE(ds.ok());
+    CHECK((*ds)->size() == 11);
+    auto sha = sha256_file(tmp.path / "x.npy");
+    REQUIRE(sha.ok());
+    CHECK((*ds)->fingerprint() == *sha);
+    check_samples(**ds, s, all_then_shuffled(11), false);
+  }
+  SECTION("a folder of .npy: stacks and a single sample, in numeric name order") {
+    auto m = parse_model(kOneInput);
+    auto g = Graph::build(*m);
+    REQUIRE(g.ok());
+    write_bytes(tmp.path / "x_2.npy", s.x_npy(0, 4));
+    write_bytes(tmp.path / "x_3.npy", s.x_npy_single(4));
+    write_bytes(tmp.path / "x_10.npy", s.x_npy(5, 11));
+    auto ds = open_dataset(*g, tmp.path, {});
+    REQUIRE(ds.ok());
+    CHECK((*ds)->size() == 11);
+    check_samples(**ds, s, all_then_shuffled(11), false);
+    check_samples(**ds, s, {10, 4, 3, 5, 0, 10}, false);
+  }
+  SECTION("a folder of .npz, stored and deflated") {
+    auto m = parse_model(kTwoInputs);
+    auto g = Graph::build(*m);
+    REQUIRE(g.ok());
+    write_npz(tmp.path / "a0.npz", {{"x", s.x_npy(0, 3)}, {"y", s.y_npy(0, 3)}}, false);
+    write_npz(tmp.path / "a1.npz", {{"x", s.x_npy(3, 8)}, {"y", s.y_npy(3, 8)}}, true);
+    write_npz(tmp.path / "a2.npz", {{"x", s.x_npy_single(8)}, {"y", s.y_npy_single(8)}}, true);
+    write_npz(tmp.path / "a3.npz", {{"y", s.y_npy(9, 11)}, {"x", s.x_npy(9, 11)}}, false);
+    auto ds = open_dataset(*g, tmp.path, {});
+    REQUIRE(ds.ok());
+    CHECK((*ds)->size() == 11);
+    CHECK((*ds)->describe() == "11 sample(s) in 4 file(s) in " + tmp.path.string());
+    check_samples(**ds, s, all_then_shuffled(11), true);
+    check_samples(**ds, s, {6, 4, 7, 3, 9, 10, 9}, true);
+  }
+}
+
+TEST_CASE("damaged or mismatched npz and npy data fail with one clear line", "[dataset][npz_stream]") {
+  auto m1 = parse_model(kOneInput);
+  auto g1 = Graph::build(*m1);
+  REQUIRE(g1.ok());
+  auto m2 = parse_model(kTwoInputs);
+  auto g2 = Graph::build(*m2);
+  REQUIRE(g2.ok());
+  const Samples s(4000, 3);
+  TempDir tmp;
+  auto one_line = [](const Status& st) { return st.message().find('\n') == std::string::npos; };
+
+  SECTION("a header promising more data than the entry or file holds fails at open") {
+    std::string short_npy = s.x_npy(0, 10);
+    short_npy.resize(short_npy.size() - 12);
+    for (bool deflate : {false, true}) {
+      write_npz(tmp.path / "short.npz", {{"x", short_npy}}, deflate);
+      auto ds = open_dataset(*g1, tmp.path / "short.npz", {});
+      REQUIRE_FALSE(ds.ok());
+      CHECK(ds.status().code() == StatusCode::kInvalidData);
+      CHECK(ds.status().message() == (tmp.path / "short.npz").string() +
+                                         ":x: array [10,2,3] of float32 needs 240 bytes but the entry holds 228");
+    }
+    write_bytes(tmp.path / "short.npy", short_npy);
+    auto ds = open_dataset(*g1, tmp.path / "short.npy", {});
+    REQUIRE_FALSE(ds.ok());
+    CHECK(ds.status().message().find("needs 240 bytes but the file holds 228") != std::string::npos);
+    // In a folder the check also happens when the folder is opened, before any sample is read.
+    fs::create_directory(tmp.path / "dir");
+    write_bytes(tmp.path / "dir" / "a.npy", s.x_npy(0, 3));
+    write_bytes(tmp.path / "dir" / "b.npy", short_npy);
+    ds = open_dataset(*g1, tmp.path / "dir", {});
+    REQUIRE_FALSE(ds.ok());
+    CHECK(ds.status().message().find("b.npy: array [10,2,3] of float32 needs 240 bytes") != std::string::npos);
+  }
+  SECTION("damaged deflated data fails when its sample is read") {
+    write_npz(tmp.path / "d.npz", {{"x", s.x_npy(0, 4000)}}, true);
+    std::string z = read_all(tmp.path / "d.npz");
+    const size_t at = first_entry_data_offset(z) + 20000;  // well past the header, inside the stream
+    for (size_t k = 0; k < 16; ++k) z[at + k] ^= 0x5A;
+    write_bytes(tmp.path / "d.npz", z);
+    auto ds = open_dataset(*g1, tmp.path / "d.npz", {});
+    REQUIRE(ds.ok());  // the header decompresses fine
+    Status failed;
+    for (size_t i = 0; i < 4000 && failed.ok(); ++i) {
+      auto r = (*ds)->get(i);
+      if (!r.ok()) failed = r.status();
+    }
+    REQUIRE_FALSE(failed.ok());
+    CHECK(failed.code() == StatusCode::kInvalidData);
+    CHECK(failed.message().find((tmp.path / "d.npz").string() + ": entry 'x.npy' is truncated or corrupt") == 0);
+    CHECK(one_line(failed));
+  }
+  SECTION("damaged stored data fails the CRC check once the entry is read through") {
+    write_npz(tmp.path / "s.npz", {{"x", s.x_npy(0, 4000)}}, false);
+    std::string z = read_all(tmp.path / "s.npz");
+    z[first_entry_data_offset(z) + 128 + 24 * 1000 + 5] ^= 0x01;  // a byte of sample 1000
+    write_bytes(tmp.path / "s.npz", z);
+    auto ds = open_dataset(*g1, tmp.path / "s.npz", {});
+    REQUIRE(ds.ok());
+    for (size_t i = 0; i < 3999; ++i) REQUIRE((*ds)->get(i).ok());
+    auto last = (*ds)->get(3999);
+    REQUIRE_FALSE(last.ok());
+    CHECK(last.status().message() ==
+          (tmp.path / "s.npz").string() + ": entry 'x.npy' is truncated or corrupt (CRC error)");
+  }
+  SECTION("an archive cut short is refused at open") {
+    write_npz(tmp.path / "s.npz", {{"x", s.x_npy(0, 4000)}}, false);
+    std::string z = read_all(tmp.path / "s.npz");
+    write_bytes(tmp.path / "s.npz", z.substr(0, z.size() / 2));
+    auto ds = open_dataset(*g1, tmp.path / "s.npz", {});
+    REQUIRE_FALSE(ds.ok());
+    CHECK(ds.status().message() == "'" + (tmp.path / "s.npz").string() + "' is not a valid .npz (zip) archive");
+  }
+  SECTION("Fortran order is refused with the fix named") {
+    write_bytes(tmp.path / "f.npy", npy_bytes("<f4", {3, 2, 3}, s.x.data(), 72, true));
+    auto ds = open_dataset(*g1, tmp.path / "f.npy", {});
+    REQUIRE_FALSE(ds.ok());
+    CHECK(ds.status().code() == StatusCode::kUnsupported);
+    CHECK(ds.status().message().find("Fortran-order arrays are not supported") != std::string::npos);
+  }
+  SECTION("wrong dtype or shape names the input and the sample") {
+    std::vector<double> xd(s.x.begin(), s.x.begin() + 18);
+    write_npz(tmp.path / "dt.npz", {{"x", npy_of("<f8", {3, 2, 3}, xd)}, {"y", s.y_npy(0, 3)}}, true);
+    auto ds = open_dataset(*g2, tmp.path / "dt.npz", {});
+    REQUIRE(ds.ok());
+    auto r = (*ds)->get(2);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().find("sample 2") != std::string::npos);
+    CHECK(r.status().message().find("input 'x' has dtype float64 but the model expects float32") != std::string::npos);
+    write_npz(tmp.path / "sh.npz", {{"x", s.x_npy(0, 3)}, {"y", npy_bytes("<i8", {3, 5}, s.y.data(), 120)}}, false);
+    ds = open_dataset(*g2, tmp.path / "sh.npz", {});
+    REQUIRE(ds.ok());
+    r = (*ds)->get(1);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().message().find("input 'y' has shape [5] but dim 0 must be 4") != std::string::npos);
+    write_npz(tmp.path / "n.npz", {{"x", s.x_npy(0, 3)}, {"y", s.y_npy(0, 2)}}, false);
+    ds = open_dataset(*g2, tmp.path / "n.npz", {});
+    REQUIRE_FALSE(ds.ok());
+    CHECK(ds.status().message().find("array 'y' holds 2 samples, others 3") != std::string::npos);
+  }
+}
+
+// The memory check: ~200 MB of samples read one by one must not raise the peak RSS by anything like
+// the data size. The files are written by a child process, so the writer's buffers never count here.
+TEST_CASE("streaming a 200 MB npz keeps the peak RSS flat, stored and deflated", "[dataset][npz_stream][memory]") {
+  auto m = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[64,1024] x) => (float[64,1024] xo) { xo = Identity(x) }
+  )");
+  auto g = Graph::build(*m);
+  REQUIRE(g.ok());
+  constexpr size_t kSamples = 800, kRow = 64 * 1024;  // 256 KiB per sample, 200 MiB in all
+  constexpr size_t kBytes = kSamples * kRow * sizeof(float);
+  // Sample i, element e: i + (e % 1000) / 1024 (exact in float32; zlib level 2 deflates it in about a second).
+  auto value = [](size_t i, size_t e) { return static_cast<float>(i) + static_cast<float>(e % 1000) / 1024.0f; };
+  TempDir tmp;
+  const fs::path stored = tmp.path / "big_stored.npz", deflated = tmp.path / "big_deflated.npz";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::vector<float> x(kSamples * kRow);
+    for (size_t i = 0; i < kSamples; ++i)
+      for (size_t e = 0; e < kRow; ++e) x[i * kRow + e] = value(i, e);
+    const std::string npy = npy_bytes("<f4", {static_cast<int64_t>(kSamples), 64, 1024}, x.data(), kBytes);
+    bool ok = true;
+    for (bool deflate : {false, true}) {
+      int err = 0;
+      zip_t* z = zip_open((deflate ? deflated : stored).c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+      zip_source_t* src = z ? zip_source_buffer(z, npy.data(), npy.size(), 0) : nullptr;
+      const zip_int64_t idx = src ? zip_file_add(z, "x.npy", src, 0) : -1;
+      ok = ok && idx >= 0 &&
+           zip_set_file_compression(z, static_cast<zip_uint64_t>(idx), deflate ? ZIP_CM_DEFLATE : ZIP_CM_STORE, 2) == 0 &&
+           zip_close(z) == 0;
+    }
+    _exit(ok ? 0 : 1);
+  }
+  int wstatus = 0;
+  REQUIRE(waitpid(pid, &wstatus, 0) == pid);
+  REQUIRE(WIFEXITED(wstatus));
+  REQUIRE(WEXITSTATUS(wstatus) == 0);
+  REQUIRE(fs::file_size(stored) > kBytes);
+
+  REQUIRE(reset_peak_rss());
+  for (const fs::path& p : {stored, deflated}) {
+    INFO(p.filename().string());
+    REQUIRE(reset_peak_rss());
+    const int64_t before = proc_status_kib("VmRSS");
+    REQUIRE(before > 0);
+    {
+      auto ds = open_dataset(*g, p, {});
+      REQUIRE(ds.ok());
+      REQUIRE((*ds)->size() == kSamples);
+      for (size_t i = 0; i < kSamples; ++i) {
+        auto s = (*ds)->get(i);
+        REQUIRE(s.ok());
+        const float* d = (*s)[0].second.data<float>();
+        if (d[0] != value(i, 0) || d[kRow - 1] != value(i, kRow - 1)) FAIL("sample " << i << " has wrong values");
+        if (i % 97 == 0)
+          for (size_t e = 0; e < kRow; ++e)
+            if (d[e] != value(i, e)) FAIL("sample " << i << " element " << e << ": " << d[e] << " != " << value(i, e));
+      }
+    }
+    const int64_t growth = proc_status_kib("VmHWM") - before;
+    INFO("peak RSS growth " << growth << " KiB for " << kBytes / 1024 << " KiB of samples");
+    CHECK(growth < static_cast<int64_t>(kBytes / 1024 / 4));
+  }
+  // The control: the whole-file reader does show up, so the measurement above can see a full load.
+  REQUIRE(reset_peak_rss());
+  const int64_t before = proc_status_kib("VmRSS");
+  {
+    auto all = read_npz(stored);
+    REQUIRE(all.ok());
+  }
+  CHECK(proc_status_kib("VmHWM") - before > static_cast<int64_t>(kBytes / 1024 * 9 / 10));
 }
