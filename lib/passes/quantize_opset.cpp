@@ -2,6 +2,7 @@
 // ops whose inputs or semantics changed between the model's opset and 13 are rewritten; anything
 // with a change we do not convert makes the upgrade fail, and the caller falls back to per-tensor.
 #include <limits>
+#include <map>
 #include <set>
 
 #include "frugal/quantize.h"
@@ -28,17 +29,27 @@ void remove_attr(onnx::NodeProto& n, const std::string& name) {
 struct Ctx {
   onnx::GraphProto* g;
   std::set<std::string> used;
+  std::map<std::string, std::string> const_by_value;  // serialized tensor -> initializer name
+  std::map<std::string, int> const_count;             // per kind
   std::string fresh(const std::string& base) {
     std::string n = base;
     for (int k = 1; used.count(n); ++k) n = base + "_" + std::to_string(k);
     used.insert(n);
     return n;
   }
-  std::string const_init(const std::string& base, const Tensor& t) {
-    std::string name = fresh(base);
-    onnx::TensorProto* p = g->add_initializer();
-    tensor_to_proto(t, p);
-    p->set_name(name);
+  // The attribute values moved to inputs: one initializer per distinct value (every Unsqueeze with
+  // axes [0] reads the same one), named `kind` and a counter rather than after the node, whose name
+  // can be long and would be written once per node.
+  std::string const_init(const std::string& kind, const Tensor& t) {
+    onnx::TensorProto p;
+    tensor_to_proto(t, &p);
+    std::string key = kind + '\0' + p.SerializeAsString();
+    auto it = const_by_value.find(key);
+    if (it != const_by_value.end()) return it->second;
+    std::string name = fresh(kind + std::to_string(const_count[kind]++));
+    p.set_name(name);
+    *g->add_initializer() = std::move(p);
+    const_by_value.emplace(std::move(key), name);
     return name;
   }
 };
@@ -67,7 +78,7 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
   if (!imp) return InvalidModel("the model does not import the default ONNX domain");
   if (from >= target) return OkStatus();
   onnx::ModelProto out = proto;
-  Ctx c{out.mutable_graph(), {}};
+  Ctx c{out.mutable_graph(), {}, {}, {}};
   for (const auto& n : out.graph().node()) {
     c.used.insert(n.name());
     for (const auto& s : n.output()) c.used.insert(s);
@@ -77,7 +88,7 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
   for (const auto& t : out.graph().input()) c.used.insert(t.name());
   std::vector<onnx::NodeProto> nodes(out.graph().node().begin(), out.graph().node().end());
   std::vector<onnx::NodeProto> result;
-  int converted = 0;
+  int converted = 0, softmax_count = 0;
   for (auto& n : nodes) {
     if (!(n.domain().empty() || n.domain() == "ai.onnx")) {
       result.push_back(n);
@@ -92,8 +103,8 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
     if (op == "Clip" && from < 11) {
       const auto* mn = find_attr(n, "min");
       const auto* mx = find_attr(n, "max");
-      std::string smin = mn ? c.const_init(n.name() + "_min", Tensor::scalar<float>(mn->f())) : "";
-      std::string smax = mx ? c.const_init(n.name() + "_max", Tensor::scalar<float>(mx->f())) : "";
+      std::string smin = mn ? c.const_init("clip_min", Tensor::scalar<float>(mn->f())) : "";
+      std::string smax = mx ? c.const_init("clip_max", Tensor::scalar<float>(mx->f())) : "";
       remove_attr(n, "min");
       remove_attr(n, "max");
       n.add_input(smin);
@@ -104,7 +115,7 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
       const auto* ax = find_attr(n, "axes");
       if (ax) {
         std::vector<int64_t> v(ax->ints().begin(), ax->ints().end());
-        std::string name = c.const_init(n.name() + "_axes", Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v));
+        std::string name = c.const_init("axes", Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v));
         remove_attr(n, "axes");
         if (n.input_size() < 1) return InvalidModel("node '" + n.name() + "' has no input");
         n.add_input(name);
@@ -114,7 +125,7 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
       const auto* sp = find_attr(n, "split");
       if (sp) {
         std::vector<int64_t> v(sp->ints().begin(), sp->ints().end());
-        std::string name = c.const_init(n.name() + "_split", Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v));
+        std::string name = c.const_init("split", Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v));
         remove_attr(n, "split");
         n.add_input(name);
         ++converted;
@@ -126,8 +137,11 @@ Status upgrade_default_opset(onnx::ModelProto& proto, int target, std::vector<st
       if (rank > 0 && (axis == rank - 1 || axis == -1)) {
         // Same result at 13 (a single axis, the last one).
       } else {
-        const std::string flat = c.fresh(n.input(0) + "_flat"), shp = c.fresh(n.input(0) + "_shape");
-        const std::string y2 = c.fresh(n.output(0) + "_2d");
+        // New tensors get short names (the originals are often long paths, and each is written
+        // twice); the new nodes are named after the Softmax so that node filters still match them.
+        const std::string k = std::to_string(softmax_count++);
+        const std::string flat = c.fresh("softmax_in_2d" + k), shp = c.fresh("softmax_shape" + k);
+        const std::string y2 = c.fresh("softmax_out_2d" + k);
         onnx::NodeProto f;
         f.set_op_type("Flatten");
         f.set_name(c.fresh(n.name() + "_flatten"));

@@ -66,6 +66,63 @@ struct UnionFind {
   }
 };
 
+// Scale and zero-point initializers, one per distinct value (data type, shape and bytes): tensors
+// quantized with bit-equal parameters read one initializer instead of a copy each. Names are short
+// (prefix + counter, in creation order, so the same model and options give the same names).
+class SharedParams {
+ public:
+  SharedParams(onnx::GraphProto* g, NameGen* names) : g_(g), names_(names) {}
+  std::string get(const std::string& prefix, const Tensor& t) {
+    onnx::TensorProto p;
+    tensor_to_proto(t, &p);
+    std::string key = p.SerializeAsString();
+    auto it = by_value_.find(key);
+    if (it != by_value_.end()) return it->second;
+    std::string name = names_->make(prefix + std::to_string(count_[prefix]++));
+    p.set_name(name);
+    *g_->add_initializer() = std::move(p);
+    by_value_.emplace(std::move(key), name);
+    return name;
+  }
+
+ private:
+  onnx::GraphProto* g_;
+  NameGen* names_;
+  std::map<std::string, std::string> by_value_;
+  std::map<std::string, int> count_;
+};
+
+// Gives the DequantizeLinear output `from` of each (from, original) pair the name `original` when no
+// initializer, graph input or output and no node uses that name any more (the float weight or bias
+// was dropped because every reader now reads the int8 copy): consumers then read the name they read
+// in the float model, and the long original name is not written a second time under a new suffix. A
+// weight dequantized on two axes has two outputs: the first claims the name.
+void rename_to_dropped_originals(onnx::GraphProto* g, const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::set<std::string> taken;
+  for (const auto& t : g->initializer()) taken.insert(t.name());
+  for (const auto& t : g->sparse_initializer()) taken.insert(t.values().name());
+  for (const auto& v : g->input()) taken.insert(v.name());
+  for (const auto& v : g->output()) taken.insert(v.name());
+  for (const auto& n : g->node()) {
+    taken.insert(n.input().begin(), n.input().end());
+    taken.insert(n.output().begin(), n.output().end());
+  }
+  std::map<std::string, std::string> to;
+  for (const auto& [from, original] : pairs)
+    if (taken.insert(original).second) to[from] = original;
+  if (to.empty()) return;
+  for (auto& n : *g->mutable_node()) {
+    for (auto& in : *n.mutable_input()) {
+      auto it = to.find(in);
+      if (it != to.end()) in = it->second;
+    }
+    for (auto& out : *n.mutable_output()) {
+      auto it = to.find(out);
+      if (it != to.end()) out = it->second;
+    }
+  }
+}
+
 // With `plan` set, only chooses the nodes, assuming every tensor calibration can observe has a range,
 // and returns the activation tensors whose ranges the pass would read in *plan (no graph is built).
 StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts,
@@ -232,21 +289,31 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     act_params[t] = activation_params(it->second.first, it->second.second, opts.activation_type);
   }
 
-  // 3. Build the new graph.
+  // 3. Build the new graph. Generated names are short (a prefix and a counter): the originals are
+  // often long paths, and each generated name is written two to four times (initializer, node
+  // inputs and outputs), which on small models costs more bytes than int8 storage saves.
+  //   activation t:  t -> Q<i> -> q<i> -> DQ<i> -> dq<i> (nodes Q<i>, DQ<i>; one pair per tensor,
+  //                  whatever its readers)
+  //   weight w:      wq<j> (int8) -> DQ_w<j> -> w (the original name, once the float initializer has
+  //                  no reader left), else wdq<j>; biases likewise with bq<j>, DQ_b<j>, bdq<j>
+  //   scales, zero points: scale<k>, zp<k>, one initializer per distinct value (SharedParams)
   onnx::GraphProto* g = proto.mutable_graph();
   NameGen names(*g);
+  SharedParams params(g, &names);
+  int act_count = 0, weight_count = 0, bias_count = 0;
   std::vector<onnx::NodeProto> front;                     // weight/bias DQ and graph-input QDQ
   std::map<std::string, std::vector<onnx::NodeProto>> after;  // QDQ after the producer of a tensor
   std::map<std::string, std::string> dq_name;              // activation -> its dequantized name
+  std::vector<std::pair<std::string, std::string>> rename_back;  // weight/bias DQ output -> original name
   const DType at = opts.activation_type;
   for (const auto& t : act) {
     const quant::QParams p = act_params[t];
-    const std::string s = names.make(t + "_scale"), z = names.make(t + "_zero_point");
-    const std::string q = names.make(t + "_quantized"), dq = names.make(t + "_dequantized");
-    add_init(g, s, Tensor::scalar<float>(p.scale));
-    add_init(g, z, zp_tensor(at, p.zero_point, 1, true));
-    std::vector<onnx::NodeProto> pair = {make_node("QuantizeLinear", names.make(t + "_QuantizeLinear"), {t, s, z}, {q}),
-                                         make_node("DequantizeLinear", names.make(t + "_DequantizeLinear"), {q, s, z}, {dq})};
+    const std::string s = params.get("scale", Tensor::scalar<float>(p.scale));
+    const std::string z = params.get("zp", zp_tensor(at, p.zero_point, 1, true));
+    const std::string i = std::to_string(act_count++);
+    const std::string q = names.make("q" + i), dq = names.make("dq" + i);
+    std::vector<onnx::NodeProto> pair = {make_node("QuantizeLinear", names.make("Q" + i), {t, s, z}, {q}),
+                                         make_node("DequantizeLinear", names.make("DQ" + i), {q, s, z}, {dq})};
     const int64_t prod = graph.producer(t);
     auto& dst = prod >= 0 ? after[t] : front;
     dst.insert(dst.end(), pair.begin(), pair.end());
@@ -282,15 +349,17 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     auto wit = wcache.find(key);
     if (wit == wcache.end()) {
       QuantizedWeight qw = quantize_weight(w, axis, wrange);
-      const std::string qn = names.make(wname + "_quantized"), sn = names.make(wname + "_scale");
-      const std::string zn = names.make(wname + "_zero_point"), dn = names.make(wname + "_dequantized");
+      const std::string j = std::to_string(weight_count++);
+      const std::string qn = names.make("wq" + j), dn = names.make("wdq" + j);
       add_init(g, qn, qw.q);
       const bool scalar = axis < 0;
-      add_init(g, sn, scalar ? Tensor::scalar<float>(qw.scales[0])
-                             : Tensor::from_vector<float>({static_cast<int64_t>(qw.scales.size())}, qw.scales));
-      add_init(g, zn, zp_tensor(DType::kInt8, 0, qw.scales.size(), scalar));
-      front.push_back(make_node("DequantizeLinear", names.make(wname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
+      const int64_t channels = static_cast<int64_t>(qw.scales.size());
+      const std::string sn = params.get(
+          "scale", scalar ? Tensor::scalar<float>(qw.scales[0]) : Tensor::from_vector<float>({channels}, qw.scales));
+      const std::string zn = params.get("zp", zp_tensor(DType::kInt8, 0, qw.scales.size(), scalar));
+      front.push_back(make_node("DequantizeLinear", names.make("DQ_w" + j), {qn, sn, zn}, {dn},
                                 scalar ? quant_pass::kNoAxis : axis));
+      rename_back.emplace_back(dn, wname);
       wit = wcache.emplace(key, std::make_pair(dn, std::move(qw))).first;
       replaced_inits.insert(wname);
     }
@@ -318,14 +387,16 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       bq[static_cast<size_t>(i)] = quant::quantize_value(bv[i], s, 0, quant::kInt32.lo, quant::kInt32.hi);
     }
     const std::string bname = n.inputs[2];
-    const std::string qn = names.make(bname + "_quantized"), sn = names.make(bname + "_scale");
-    const std::string zn = names.make(bname + "_zero_point"), dn = names.make(bname + "_dequantized");
+    const std::string j = std::to_string(bias_count++);
+    const std::string qn = names.make("bq" + j), dn = names.make("bdq" + j);
     add_init(g, qn, Tensor::from_vector<int32_t>(b.shape(), bq));
     const bool scalar = channels == 1;
-    add_init(g, sn, scalar ? Tensor::scalar<float>(bscale[0]) : Tensor::from_vector<float>({channels}, bscale));
-    add_init(g, zn, zp_tensor(DType::kInt32, 0, bscale.size(), scalar));
-    front.push_back(make_node("DequantizeLinear", names.make(bname + "_DequantizeLinear"), {qn, sn, zn}, {dn},
+    const std::string sn =
+        params.get("scale", scalar ? Tensor::scalar<float>(bscale[0]) : Tensor::from_vector<float>({channels}, bscale));
+    const std::string zn = params.get("zp", zp_tensor(DType::kInt32, 0, bscale.size(), scalar));
+    front.push_back(make_node("DequantizeLinear", names.make("DQ_b" + j), {qn, sn, zn}, {dn},
                               scalar ? quant_pass::kNoAxis : 0));
+    rename_back.emplace_back(dn, bname);
     rewires[ni][2] = dn;
     replaced_inits.insert(bname);
   }
@@ -347,6 +418,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     }
   }
   quant_pass::drop_unread_initializers(g, replaced_inits);
+  rename_to_dropped_originals(g, rename_back);
 
   for (size_t ni = 0; ni < infos.size(); ++ni) {
     infos[ni].quantized = quantized[ni];
