@@ -139,8 +139,10 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
                        graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
 
   // Opset: QDQ needs 10, per-channel (axis on DequantizeLinear) needs 13.
-  // Planning reads names, types and shapes only: it works on a copy without the weights' bytes.
-  onnx::ModelProto proto = plan ? quant_pass::structure_copy(model.proto()) : model.proto();
+  // The pass works on a copy without the weights' bytes (names, types and shapes are all it reads);
+  // weights are read from `model` where they are quantized, and the initializers that stay as they
+  // were get their bytes back at the end. A full copy would hold every weight twice more at peak.
+  onnx::ModelProto proto = quant_pass::structure_copy(model.proto());
   // Unnamed nodes get the names the graph index reports them by ("#i"), before the opset upgrade can
   // insert nodes and shift the indices: --max-drop and the filters then find the same node every run.
   quant_pass::name_unnamed_nodes(proto.mutable_graph());
@@ -169,7 +171,14 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   // Rebuild the index on the (possibly upgraded) proto: node names and tensors are unchanged by the
   // upgrade except for added constant inputs, so one index serves both.
   auto work = Model::from_proto(proto, model.base_dir());
+  const Graph source_graph = std::move(graph);  // indexes `model`, whose initializers hold the bytes
   FRUGAL_ASSIGN_OR_RETURN(graph, Graph::build(*work));
+  // An initializer's value: from the source model, or from the upgraded copy for the constants the
+  // opset upgrade added (those carry their bytes).
+  auto initializer_value = [&](const std::string& name) -> StatusOr<Tensor> {
+    if (const onnx::TensorProto* t = source_graph.initializer(name)) return model.initializer(*t);
+    return work->initializer(*graph.initializer(name));
+  };
 
   std::set<std::string> graph_outputs;
   for (const auto& o : graph.outputs()) graph_outputs.insert(o.name);
@@ -342,7 +351,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     }
     if (!kComputeOps.count(n.op_type) || n.inputs.size() < 2 || !is_float_init(n.inputs[1])) continue;
     const std::string& wname = n.inputs[1];
-    FRUGAL_ASSIGN_OR_RETURN(Tensor w, work->initializer(*graph.initializer(wname)));
+    FRUGAL_ASSIGN_OR_RETURN(Tensor w, initializer_value(wname));
     int axis = per_channel ? weight_channel_axis(n, w.rank()) : -1;
     if (n.op_type == "ConvTranspose" && n.get_int("group", 1) != 1) axis = -1;  // channels interleave groups
     const std::string key = wname + "#" + std::to_string(axis);
@@ -374,7 +383,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       continue;
     auto pit = act_params.find(n.inputs[0]);
     if (pit == act_params.end()) continue;
-    FRUGAL_ASSIGN_OR_RETURN(Tensor b, work->initializer(*graph.initializer(n.inputs[2])));
+    FRUGAL_ASSIGN_OR_RETURN(Tensor b, initializer_value(n.inputs[2]));
     const int64_t channels = static_cast<int64_t>(qw.scales.size());
     if (b.rank() != 1 || (channels > 1 && b.numel() != channels)) continue;  // broadcast Gemm C: stays float
     Tensor bf = b.to_float();
@@ -424,6 +433,16 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     infos[ni].quantized = quantized[ni];
     if (quantized[ni]) infos[ni].form = weight_only ? "weight-only" : "qdq";
     if (!infos[ni].op_type.empty() && (quantized[ni] || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
+  }
+  if (!plan) {
+    // The source model's initializers still in the graph are byte-less shells of the structure
+    // copy (generated names never collide with source names): give them their bytes.
+    for (auto& t : *g->mutable_initializer())
+      if (const onnx::TensorProto* src = source_graph.initializer(t.name())) t = *src;
+    for (auto& sp : *g->mutable_sparse_initializer()) {
+      auto it = source_graph.sparse_initializers().find(sp.values().name());
+      if (it != source_graph.sparse_initializers().end()) sp = *it->second;
+    }
   }
   res.model = Model::from_proto(std::move(proto), model.base_dir());
   return res;
