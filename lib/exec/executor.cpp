@@ -243,6 +243,17 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
     const bool matmul = Fuser::is_op(n, "MatMul") && n.inputs.size() == 2 && f.const_f32(n.inputs[1]) &&
                         f.const_f32(n.inputs[1])->rank() == 2 && Fuser::single_output(n);
     std::string cur = n.outputs.empty() ? std::string() : n.outputs[0];
+    // A Relu that alone reads `cur` runs as the step's epilogue.
+    auto absorb_relu = [&] {
+      const int64_t r = f.sole_reader(cur);
+      if (r < 0) return;
+      const NodeDef& rn = g.nodes()[static_cast<size_t>(r)];
+      if (!Fuser::is_op(rn, "Relu") || !Fuser::single_output(rn)) return;
+      set_string_attr(exec, "_frugal_activation", "Relu");
+      covered.push_back(static_cast<size_t>(r));
+      cur = rn.outputs[0];
+      label += "+Relu";
+    };
     if (conv) {
       const Tensor& W = *f.const_f32(n.inputs[1]);
       const int64_t M = W.rank() >= 1 ? W.dim(0) : 0;
@@ -284,14 +295,7 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
           }
         }
       }
-      const int64_t act = f.sole_reader(cur);
-      if (act >= 0 && Fuser::is_op(g.nodes()[static_cast<size_t>(act)], "Relu") &&
-          Fuser::single_output(g.nodes()[static_cast<size_t>(act)])) {
-        set_string_attr(exec, "_frugal_activation", "Relu");
-        covered.push_back(static_cast<size_t>(act));
-        cur = g.nodes()[static_cast<size_t>(act)].outputs[0];
-        label += "+Relu";
-      }
+      absorb_relu();
     } else if (matmul) {
       const int64_t N = f.const_f32(n.inputs[1])->dim(1);
       const int64_t add = f.sole_reader(cur);
@@ -307,18 +311,13 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
           label += "+Add";
           std::vector<size_t> gelu;
           std::string out;
-          const int64_t r = f.sole_reader(cur);
           if (match_gelu(f, cur, gelu, out)) {
             set_string_attr(exec, "_frugal_activation", "Gelu");
             covered.insert(covered.end(), gelu.begin(), gelu.end());
             cur = out;
             label += "+Gelu";
-          } else if (r >= 0 && Fuser::is_op(g.nodes()[static_cast<size_t>(r)], "Relu") &&
-                     Fuser::single_output(g.nodes()[static_cast<size_t>(r)])) {
-            set_string_attr(exec, "_frugal_activation", "Relu");
-            covered.push_back(static_cast<size_t>(r));
-            cur = g.nodes()[static_cast<size_t>(r)].outputs[0];
-            label += "+Relu";
+          } else {
+            absorb_relu();
           }
         }
       }
@@ -326,16 +325,7 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
     // Add / Sum (residual joins) followed by Relu: the Relu runs in place on the sum.
     const bool join = (Fuser::is_op(n, "Add") && n.opset >= 7 && n.inputs.size() == 2) ||
                       (Fuser::is_op(n, "Sum") && n.inputs.size() >= 2);
-    if (join && Fuser::single_output(n)) {
-      const int64_t r = f.sole_reader(cur);
-      if (r >= 0 && Fuser::is_op(g.nodes()[static_cast<size_t>(r)], "Relu") &&
-          Fuser::single_output(g.nodes()[static_cast<size_t>(r)])) {
-        set_string_attr(exec, "_frugal_activation", "Relu");
-        covered.push_back(static_cast<size_t>(r));
-        cur = g.nodes()[static_cast<size_t>(r)].outputs[0];
-        label += "+Relu";
-      }
-    }
+    if (join && Fuser::single_output(n)) absorb_relu();
     ExecPlan::Step step{ni, std::move(exec), nullptr, std::move(label)};
     if (!covered.empty()) {
       step.node.outputs = {cur};

@@ -57,6 +57,37 @@ Tensor ramp(Shape shape, float scale, float offset) {
   return Tensor::from_vector<float>(std::move(shape), v);
 }
 
+// The MatMul [1,3,4] x [4,2] + bias + erf-GELU fixture, and its hand values in double.
+const std::vector<float> kGeluW{0.5f, -1, 1, 0.25f, -0.5f, 2, 0, -1};
+const std::vector<float> kGeluB{0.1f, -0.2f};
+const std::vector<float> kGeluX{1, 2, -1, 0.5f, -3, 0, 1, 2, 0.25f, -0.75f, 1.5f, -2};
+
+std::vector<std::pair<std::string, Tensor>> gelu_inits() {
+  return {{"w", Tensor::from_vector<float>({4, 2}, kGeluW)},
+          {"b", Tensor::from_vector<float>({2}, kGeluB)},
+          {"inv_sqrt2", Tensor::scalar<float>(0.70710678f)},
+          {"one", Tensor::scalar<float>(1.0f)},
+          {"half", Tensor::scalar<float>(0.5f)}};
+}
+
+NamedTensors gelu_input() { return {{"x", Tensor::from_vector<float>({1, 3, 4}, kGeluX)}}; }
+
+// h = x W + b (the bias Add's output) and gelu(h), row-major [3, 2].
+struct GeluReference {
+  std::vector<double> h, gelu;
+};
+GeluReference gelu_reference() {
+  GeluReference ref{std::vector<double>(6), std::vector<double>(6)};
+  for (size_t r = 0; r < 3; ++r)
+    for (size_t j = 0; j < 2; ++j) {
+      double v = kGeluB[j];
+      for (size_t k = 0; k < 4; ++k) v += double(kGeluX[r * 4 + k]) * kGeluW[k * 2 + j];
+      ref.h[r * 2 + j] = v;
+      ref.gelu[r * 2 + j] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
+    }
+  return ref;
+}
+
 }  // namespace
 
 TEST_CASE("Conv+BatchNormalization+Relu fuses and matches hand values", "[executor][fusion]") {
@@ -169,29 +200,17 @@ TEST_CASE("MatMul+Add+erf GELU fuses and matches hand values", "[executor][fusio
       y = Mul(hh, e1)
     }
   )";
-  const std::vector<float> W{0.5f, -1, 1, 0.25f, -0.5f, 2, 0, -1};
-  const std::vector<float> B{0.1f, -0.2f};
-  auto model = parse_model(text, {{"w", Tensor::from_vector<float>({4, 2}, W)},
-                                  {"b", Tensor::from_vector<float>({2}, B)},
-                                  {"inv_sqrt2", Tensor::scalar<float>(0.70710678f)},
-                                  {"one", Tensor::scalar<float>(1.0f)},
-                                  {"half", Tensor::scalar<float>(0.5f)}});
+  auto model = parse_model(text, gelu_inits());
   auto ex = Executor::create(model);
   REQUIRE(ex.ok());
   CHECK((*ex)->fused_node_count() == 6);
-  const std::vector<float> X{1, 2, -1, 0.5f, -3, 0, 1, 2, 0.25f, -0.75f, 1.5f, -2};
-  NamedTensors in{{"x", Tensor::from_vector<float>({1, 3, 4}, X)}};
+  NamedTensors in = gelu_input();
   auto out = (*ex)->run(in);
   REQUIRE(out.ok());
   auto got = values(*out);
   REQUIRE(got.size() == 6);
-  for (int r = 0; r < 3; ++r)
-    for (int j = 0; j < 2; ++j) {
-      double h = B[static_cast<size_t>(j)];
-      for (int k = 0; k < 4; ++k) h += double(X[static_cast<size_t>(r * 4 + k)]) * W[static_cast<size_t>(k * 2 + j)];
-      const double expect = 0.5 * h * (1.0 + std::erf(h / std::sqrt(2.0)));
-      CHECK(got[static_cast<size_t>(r * 2 + j)] == Approx(expect).margin(1e-5));
-    }
+  const GeluReference ref = gelu_reference();
+  for (size_t i = 0; i < 6; ++i) CHECK(got[i] == Approx(ref.gelu[i]).margin(1e-5));
   CountingObserver obs;
   auto o2 = (*ex)->run(in, &obs);
   REQUIRE(o2.ok());
@@ -272,24 +291,12 @@ const char* kMatMulGelu = R"(
 }  // namespace
 
 TEST_CASE("an observer that names its tensors keeps fusion around them and sees each once", "[executor][fusion]") {
-  const std::vector<float> W{0.5f, -1, 1, 0.25f, -0.5f, 2, 0, -1};
-  const std::vector<float> B{0.1f, -0.2f};
-  auto model = parse_model(kMatMulGelu, {{"w", Tensor::from_vector<float>({4, 2}, W)},
-                                         {"b", Tensor::from_vector<float>({2}, B)},
-                                         {"inv_sqrt2", Tensor::scalar<float>(0.70710678f)},
-                                         {"one", Tensor::scalar<float>(1.0f)},
-                                         {"half", Tensor::scalar<float>(0.5f)}});
-  const std::vector<float> X{1, 2, -1, 0.5f, -3, 0, 1, 2, 0.25f, -0.75f, 1.5f, -2};
-  NamedTensors in{{"x", Tensor::from_vector<float>({1, 3, 4}, X)}};
+  auto model = parse_model(kMatMulGelu, gelu_inits());
+  NamedTensors in = gelu_input();
   // h and the GELU output g1, computed by hand in double.
-  std::vector<double> h(6), g1(6);
-  for (int r = 0; r < 3; ++r)
-    for (int j = 0; j < 2; ++j) {
-      double v = B[static_cast<size_t>(j)];
-      for (int k = 0; k < 4; ++k) v += double(X[static_cast<size_t>(r * 4 + k)]) * W[static_cast<size_t>(k * 2 + j)];
-      h[static_cast<size_t>(r * 2 + j)] = v;
-      g1[static_cast<size_t>(r * 2 + j)] = 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0)));
-    }
+  const GeluReference ref = gelu_reference();
+  const std::vector<double>& h = ref.h;
+  const std::vector<double>& g1 = ref.gelu;
   ExecOptions unfused_opts;
   unfused_opts.fuse = false;
   auto unfused = Executor::create(model, unfused_opts);
