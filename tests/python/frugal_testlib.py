@@ -19,6 +19,12 @@ TESTDATA = (REPO / ".." / "shared" / "testdata").resolve()
 MODELS_DIR = REPO / "tests" / "models"
 MODELS_DATA = MODELS_DIR / "data"
 
+# The tiny BERT-SQuAD exports stored with onnxruntime's transformer tests (hidden size 8, untrained).
+BERT_SQUAD_DIR = TESTDATA / "microsoft-onnxruntime/onnxruntime/python/tools/transformers/test_data"
+BERT_SQUAD_PT_DIR = BERT_SQUAD_DIR / "bert_squad_pytorch1.4_opset11"
+BERT_SQUAD_TF_DIR = BERT_SQUAD_DIR / "bert_squad_tensorflow2.1_keras2onnx_opset11"
+BERT_SQUAD_KERAS = BERT_SQUAD_TF_DIR / "TFBertForQuestionAnswering.onnx"
+
 # Default wall-clock limit for one frugal invocation (seconds); big models get more.
 DEFAULT_TIMEOUT = float(os.environ.get("FRUGAL_TEST_TIMEOUT", "600"))
 
@@ -45,6 +51,32 @@ def run_frugal(args: Sequence, expect_rc: Optional[int] = None, timeout: float =
     return proc
 
 
+def frugal_quantize(model, out, *extra, rc: int = 0, report=None,
+                    bin_path: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """Runs `frugal [--report REPORT] quantize MODEL -o OUT EXTRA...` and asserts exit code `rc`."""
+    args = ["quantize", model, "-o", out, *extra]
+    if report:
+        args = ["--report", report] + args
+    return run_frugal(args, expect_rc=rc, bin_path=bin_path)
+
+
+def frugal_run_outputs(model, data, out_dir, *extra, fmt: str = "pb",
+                       bin_path: Optional[Path] = None) -> List[List[np.ndarray]]:
+    """Runs `frugal run MODEL --data DATA -o OUT_DIR EXTRA...` (exit 0 asserted) and returns what it
+    wrote, read by read_frugal_outputs: one list of arrays (graph output order) per sample."""
+    run_frugal(["run", model, "--data", data, "-o", out_dir, *extra], expect_rc=0, bin_path=bin_path)
+    return read_frugal_outputs(out_dir, fmt)
+
+
+def run_make_encoder(out, *args, timeout: float = 300) -> Path:
+    """Builds a BERT-style encoder with tests/models/make_encoder.py (`ARGS... --out OUT`, run as a
+    script in this Python) and asserts that it succeeded. Returns OUT."""
+    p = subprocess.run([sys.executable, str(MODELS_DIR / "make_encoder.py"), *[str(a) for a in args],
+                        "--out", str(out)], capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stderr
+    return Path(out)
+
+
 def _ort_session(model_path, providers=("CPUExecutionProvider",)):
     import onnxruntime as ort
     so = ort.SessionOptions()
@@ -69,6 +101,38 @@ def ort_run_many(model_path, samples: Iterable[Dict[str, np.ndarray]]) -> List[D
     sess = _ort_session(model_path)
     names = [o.name for o in sess.get_outputs()]
     return [dict(zip(names, sess.run(names, s))) for s in samples]
+
+
+def ort_run_concat(model_path, samples: Iterable[Dict[str, np.ndarray]], name: Optional[str] = None) -> np.ndarray:
+    """Runs the model on every sample (one onnxruntime session) and returns one output, by default the
+    first graph output, concatenated over the samples along axis 0 (e.g. logits [rows, classes])."""
+    return concat_output(ort_run_many(model_path, samples), name)
+
+
+def concat_output(outs: Sequence[Dict[str, np.ndarray]], name: Optional[str] = None) -> np.ndarray:
+    """One output of several runs ({output name: array} per sample, as ort_run_many returns them),
+    concatenated along axis 0; `name` None takes the first output."""
+    key = name if name is not None else next(iter(outs[0]))
+    return np.concatenate([o[key] for o in outs], axis=0)
+
+
+def heldout_samples(model_name: str) -> List[Dict[str, np.ndarray]]:
+    """The committed held-out samples of a test model, tests/models/data/<model_name>_heldout.npz
+    (e.g. "digits_cnn"), as feed dicts."""
+    return load_npz_samples(MODELS_DATA / f"{model_name}_heldout.npz")
+
+
+def digits_labels() -> np.ndarray:
+    """True classes of the digits held-out samples (same order as digits_*_heldout.npz)."""
+    return np.load(MODELS_DATA / "digits_heldout_labels.npy")
+
+
+def initializer_arrays(model) -> Dict[str, np.ndarray]:
+    """{initializer name: numpy array} of a model; `model` is a ModelProto or a path to load."""
+    import onnx
+    from onnx import numpy_helper
+    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
 
 
 def load_npz_samples(path) -> List[Dict[str, np.ndarray]]:
@@ -189,13 +253,81 @@ def compare(a, b) -> Tuple[float, float, float]:
         cos = 0.0
     else:
         cos = float(np.dot(af, bf) / (na * nb))
+    return max_abs, cos, top1_agreement(a, b)
+
+
+def top1_agreement(a, b) -> float:
+    """Fraction of rows (last axis = classes; all leading axes are rows) whose argmax is the same in
+    `a` and `b`. A rank-1 tensor is one row; rank 0 gives 1.0."""
+    a = np.asarray(a)
+    b = np.asarray(b)
     if a.ndim == 0:
-        top1 = 1.0
-    else:
-        a2 = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
-        b2 = b.reshape(-1, b.shape[-1]) if b.ndim > 1 else b.reshape(1, -1)
-        top1 = float(np.mean(np.argmax(a2, axis=-1) == np.argmax(b2, axis=-1)))
-    return max_abs, cos, top1
+        return 1.0
+    a2 = a.reshape(-1, a.shape[-1]) if a.ndim > 1 else a.reshape(1, -1)
+    b2 = b.reshape(-1, b.shape[-1]) if b.ndim > 1 else b.reshape(1, -1)
+    return float(np.mean(np.argmax(a2, axis=-1) == np.argmax(b2, axis=-1)))
+
+
+def label_accuracy(logits, labels) -> float:
+    """Fraction of rows of `logits` [rows, classes] whose argmax is that row's entry of `labels`."""
+    return float(np.mean(np.asarray(logits).argmax(-1) == np.asarray(labels)))
+
+
+def top1_per_output(ref_outs: Sequence[Dict[str, np.ndarray]],
+                    got_outs: Sequence[Dict[str, np.ndarray]]) -> Dict[str, float]:
+    """Per output of `ref_outs` (one {name: array} per sample): top1_agreement of the output
+    concatenated over all samples, i.e. the fraction of all rows whose argmax agrees."""
+    return {name: top1_agreement(concat_output(ref_outs, name), concat_output(got_outs, name))
+            for name in ref_outs[0]}
+
+
+def assert_cosine_per_output(ref_outs: Sequence[Dict[str, np.ndarray]], got_outs: Sequence[Dict[str, np.ndarray]],
+                             min_cosine: float) -> None:
+    """For every sample i and every output of ref_outs[i]: cosine similarity (as compare() computes
+    it) of got_outs[i] against ref_outs[i] >= min_cosine."""
+    assert len(ref_outs) == len(got_outs), (len(ref_outs), len(got_outs))
+    for i, (r, g) in enumerate(zip(ref_outs, got_outs)):
+        for name in r:
+            cos = compare(g[name], r[name])[1]
+            assert cos >= min_cosine, f"sample {i} output {name}: cosine {cos} < {min_cosine}"
+
+
+def assert_outputs_equal(ref_outs: Sequence[Dict[str, np.ndarray]], got_outs: Sequence[Dict[str, np.ndarray]]) -> None:
+    """For every sample and every output of ref_outs: the two arrays are exactly equal (np.array_equal)."""
+    assert len(ref_outs) == len(got_outs), (len(ref_outs), len(got_outs))
+    for i, (r, g) in enumerate(zip(ref_outs, got_outs)):
+        for name in r:
+            assert np.array_equal(r[name], g[name]), f"sample {i} output {name} differs"
+
+
+def write_bert_squad_inputs(model_path, path, rows: int, batch: int, seed: int) -> Path:
+    """Random SQuAD-like inputs for a tiny BERT-SQuAD model, written as .npz of `rows` sequences in
+    samples of `batch` rows.
+
+    Names, dtypes and the sequence length come from the graph inputs (the stored test_data_set_0 has
+    int32 [1, 7] for the Keras export, int64 [1, 10] for the PyTorch ones): token ids in [1, vocab)
+    with vocab the rows of the embedding initializer that the ids Gather reads (20 and 100), an
+    attention mask of ones with a padded tail on most rows (length seq/2+1 .. seq), token types 0 then
+    1 from a random split point up to the length.
+    """
+    import onnx
+    m = onnx.load(str(model_path))
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    inputs = {i.name: i for i in m.graph.input if i.name not in inits}
+    ids = next(n for n in inputs if "input_ids" in n)
+    mask = next(n for n in inputs if "mask" in n)
+    types = next(n for n in inputs if n not in (ids, mask))
+    vocab = next(inits[n.input[0]][0] for n in m.graph.node if n.op_type == "Gather" and n.input[1] == ids)
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[ids].type.tensor_type.elem_type)
+    seq = inputs[ids].type.tensor_type.shape.dim[1].dim_value
+    rng = np.random.default_rng(seed)
+    x = {ids: rng.integers(1, vocab, size=(rows, seq)), mask: np.ones((rows, seq)), types: np.zeros((rows, seq))}
+    for r in range(rows):
+        length = int(rng.integers(seq // 2 + 1, seq + 1))
+        x[mask][r, length:] = 0
+        x[types][r, int(rng.integers(1, length)):length] = 1
+    np.savez(path, **{k: v.astype(dtype).reshape(rows // batch, batch, seq) for k, v in x.items()})
+    return Path(path)
 
 
 def oracle_tolerance(ref) -> float:

@@ -38,9 +38,7 @@ def _arrays(n, seed):
 
 
 def _run_and_check(model, data, x, y, tmp_path):
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", data, "-o", out], expect_rc=0)
-    got = tl.read_frugal_outputs(out)
+    got = tl.frugal_run_outputs(model, data, tmp_path / "out")
     assert len(got) == len(x)
     refs = tl.ort_run_many(model, [{"x": x[i], **({"y": y[i]} if y is not None else {})} for i in range(len(x))])
     for i, outs in enumerate(got):

@@ -332,12 +332,8 @@ def test_qdq_int8_model_counts_int8(frugal_bin, tmp_path):
 
 def test_encoder_macs_hand_derived(frugal_bin, tmp_path):
     """A BERT-shaped encoder (tests/models/make_encoder.py), symbolic batch/seq fixed with --dims."""
-    import sys
-    f = tmp_path / "enc.onnx"
-    r = subprocess.run([sys.executable, str(tl.MODELS_DIR / "make_encoder.py"), "--layers", "2", "--hidden", "128",
-                        "--heads", "4", "--ffn", "256", "--seq", "32", "--dynamic", "--out", str(f)],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    f = tl.run_make_encoder(tmp_path / "enc.onnx", "--layers", "2", "--hidden", "128", "--heads", "4", "--ffn", "256",
+                            "--seq", "32", "--dynamic")
     L, H, F, S, B = 2, 128, 256, 32, 3
     # Per layer: Q, K, V, output projections 4*S*H*H; FFN 2*S*H*F; scores Q.K^T and P.V 2*S*S*H (all heads).
     per_layer = 4 * S * H * H + 2 * S * H * F + 2 * S * S * H

@@ -17,30 +17,25 @@ DATA = tl.MODELS_DATA
 
 def weights(path):
     m = onnx.load(str(path))
-    return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}, m
+    return tl.initializer_arrays(m), m
 
 
 def check_and_compare(orig, pruned, samples, max_cos_loss=None):
     """checker + onnxruntime on both models; returns (orig outputs, pruned outputs) stacked."""
     onnx.checker.check_model(onnx.load(str(pruned)), full_check=True)
-    a = tl.ort_run_many(orig, samples)
-    b = tl.ort_run_many(pruned, samples)
-    name = list(a[0].keys())[0]
-    ya = np.concatenate([r[name] for r in a])
-    yb = np.concatenate([r[name] for r in b])
+    ya = tl.ort_run_concat(orig, samples)
+    yb = tl.ort_run_concat(pruned, samples)
     assert ya.shape == yb.shape and np.all(np.isfinite(yb))
     return ya, yb
 
 
 def heldout(kind):
-    return tl.load_npz_samples(DATA / f"digits_{kind}_heldout.npz")
+    return tl.heldout_samples(f"digits_{kind}")
 
 
 def accuracy(model, kind):
-    lab = np.load(DATA / "digits_heldout_labels.npy")
-    outs = tl.ort_run_many(model, heldout(kind))
-    pred = np.array([o["logits"].argmax(-1)[0] for o in outs])
-    return float((pred == lab).mean())
+    """Held-out accuracy of a digits model (one image per sample, so one logits row each)."""
+    return tl.label_accuracy(tl.ort_run_concat(model, heldout(kind), "logits"), tl.digits_labels())
 
 
 def prunable(m):
@@ -299,7 +294,7 @@ def test_sparse_storage_roundtrip(frugal_bin, tmp_path):
     onnx.checker.check_model(ms)
     assert len(ms.graph.sparse_initializer) == 3
     assert sparse.stat().st_size < dense.stat().st_size
-    dw = {t.name: numpy_helper.to_array(t) for t in md.graph.initializer}
+    dw = tl.initializer_arrays(md)
     for sp in ms.graph.sparse_initializer:
         vals = numpy_helper.to_array(sp.values)
         idx = numpy_helper.to_array(sp.indices)
@@ -309,13 +304,10 @@ def test_sparse_storage_roundtrip(frugal_bin, tmp_path):
         assert np.array_equal(full.reshape(tuple(sp.dims)).view(np.uint32), ref.view(np.uint32))  # bit-exact
         assert np.count_nonzero(vals == 0) == 0 or np.all(np.signbit(vals[vals == 0]))  # only -0.0 may be stored
     a = tl.ort_run_many(dense, heldout("mlp")[:20])
-    b = tl.ort_run_many(sparse, heldout("mlp")[:20])
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x["logits"], y["logits"])
+    tl.assert_outputs_equal(a, tl.ort_run_many(sparse, heldout("mlp")[:20]))
     # frugal runs the sparse form too, with the same outputs as onnxruntime on the dense model
     tl.write_npz_samples(tmp_path / "in.npz", heldout("mlp")[:20])
-    tl.run_frugal(["run", sparse, "--data", tmp_path / "in.npz", "-o", tmp_path / "out"], expect_rc=0)
-    for x, got in zip(a, tl.read_frugal_outputs(tmp_path / "out")):
+    for x, got in zip(a, tl.frugal_run_outputs(sparse, tmp_path / "in.npz", tmp_path / "out")):
         assert np.abs(got[0] - x["logits"]).max() <= tl.oracle_tolerance(x["logits"])
 
 
@@ -358,8 +350,8 @@ def test_channels_multiple_keeps_counts_rounded(frugal_bin, tmp_path):
     src, out = MODELS / "digits_cnn.onnx", tmp_path / "m8.onnx"
     tl.run_frugal(["prune", src, "-o", out, "--pattern", "channels", "--sparsity", "0.3", "--channel-multiple", "8"],
                   expect_rc=0)
-    before = {t.name: numpy_helper.to_array(t).shape for t in onnx.load(str(src)).graph.initializer}
-    after = {t.name: numpy_helper.to_array(t).shape for t in onnx.load(str(out)).graph.initializer}
+    before = {k: v.shape for k, v in tl.initializer_arrays(src).items()}
+    after = {k: v.shape for k, v in tl.initializer_arrays(out).items()}
     conv_w = [n.input[1] for n in onnx.load(str(out)).graph.node if n.op_type == "Conv"]
     shrunk = [w for w in conv_w if after[w][0] < before[w][0]]
     assert shrunk, "nothing was pruned"

@@ -15,19 +15,6 @@ import frugal_testlib as tl
 DIGITS = ["digits_mlp", "digits_cnn"]
 
 
-def _heldout(name):
-    return tl.load_npz_samples(tl.MODELS_DATA / f"{name}_heldout.npz")
-
-
-def _labels():
-    return np.load(tl.MODELS_DATA / "digits_heldout_labels.npy")
-
-
-def _logits(model_path, samples):
-    outs = tl.ort_run_many(model_path, samples)
-    return np.concatenate([list(o.values())[0] for o in outs], axis=0)
-
-
 def _check_qdq_model(path, per_channel=True):
     m = onnx.load(str(path))
     onnx.checker.check_model(m)
@@ -49,34 +36,27 @@ def _check_qdq_model(path, per_channel=True):
     return m
 
 
-def _quantize(frugal_bin, model, out, *extra, rc=0, report=None):
-    args = ["quantize", model, "-o", out, *extra]
-    if report:
-        args = ["--report", report] + args
-    return tl.run_frugal(args, expect_rc=rc, bin_path=frugal_bin)
-
-
 @pytest.mark.parametrize("name", DIGITS)
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile", "mse"])
 def test_digits_static_per_channel_accuracy(frugal_bin, tmp_path, name, method):
     model = tl.MODELS_DIR / f"{name}.onnx"
     out = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, out, "--data", tl.MODELS_DATA / f"{name}_calib.npz", "--method", method,
-              "--holdout", tl.MODELS_DATA / f"{name}_heldout.npz", report=rep)
+    tl.frugal_quantize(model, out, "--data", tl.MODELS_DATA / f"{name}_calib.npz", "--method", method,
+                       "--holdout", tl.MODELS_DATA / f"{name}_heldout.npz", report=rep)
     _check_qdq_model(out)
-    samples = _heldout(name)
-    labels = _labels()
-    ref = _logits(model, samples)
-    q = _logits(out, samples)
-    acc_f = float(np.mean(ref.argmax(1) == labels)) * 100
-    acc_q = float(np.mean(q.argmax(1) == labels)) * 100
+    samples = tl.heldout_samples(name)
+    labels = tl.digits_labels()
+    ref = tl.ort_run_concat(model, samples)
+    q = tl.ort_run_concat(out, samples)
+    acc_f = tl.label_accuracy(ref, labels) * 100
+    acc_q = tl.label_accuracy(q, labels) * 100
     assert acc_f - acc_q <= 0.5, f"{name}/{method}: float {acc_f:.2f}% vs int8 {acc_q:.2f}%"
     r = json.loads(rep.read_text())
     assert r["summary"]["nodes_quantized"] >= 3
     assert r["summary"]["size_after_bytes"] < r["summary"]["size_before_bytes"]
     # frugal's own top-1 agreement figure must match what onnxruntime says about the same two models.
-    agree = float(np.mean(ref.argmax(1) == q.argmax(1)))
+    agree = tl.top1_agreement(ref, q)
     assert abs(r["fidelity"]["outputs"][0]["top1_agreement"] - agree) <= 2.0 / len(labels)
     sq = [l["sqnr_db"] for l in r["layers"] if l["quantized"] and "sqnr_db" in l]
     assert sq and all(s > 10 for s in sq), sq
@@ -86,11 +66,11 @@ def test_weight_dequantize_matches_float_weights(frugal_bin, tmp_path):
     """Per-channel int8 weights dequantize to within half a step of the float weights (axis 0 for Conv)."""
     model = tl.MODELS_DIR / "digits_cnn.onnx"
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz")
+    tl.frugal_quantize(model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz")
     fm = onnx.load(str(model))
-    fw = {t.name: numpy_helper.to_array(t) for t in fm.graph.initializer}
+    fw = tl.initializer_arrays(fm)
     qm = onnx.load(str(out))
-    qi = {t.name: numpy_helper.to_array(t) for t in qm.graph.initializer}
+    qi = tl.initializer_arrays(qm)
     conv_w = [n.input[1] for n in fm.graph.node if n.op_type == "Conv"]
     for n in qm.graph.node:
         if n.op_type != "DequantizeLinear" or n.input[0] not in qi or qi[n.input[0]].dtype != np.int8:
@@ -123,11 +103,11 @@ def test_calibrate_table_and_hash_check(frugal_bin, tmp_path):
     for v in t["tensors"].values():
         assert v["min"] <= v["range_min"] <= v["range_max"] <= v["max"]
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, tl.MODELS_DIR / "digits_mlp.onnx", out, "--table", table,
-              "--holdout", tl.MODELS_DATA / "digits_mlp_heldout.npz")
+    tl.frugal_quantize(tl.MODELS_DIR / "digits_mlp.onnx", out, "--table", table,
+                       "--holdout", tl.MODELS_DATA / "digits_mlp_heldout.npz")
     _check_qdq_model(out)
     # A table made for another model is refused, clearly.
-    p = _quantize(frugal_bin, tl.MODELS_DIR / "digits_cnn.onnx", tmp_path / "bad.onnx", "--table", table, rc=1)
+    p = tl.frugal_quantize(tl.MODELS_DIR / "digits_cnn.onnx", tmp_path / "bad.onnx", "--table", table, rc=1)
     assert "different model" in p.stderr
     assert not (tmp_path / "bad.onnx").exists()
 
@@ -162,10 +142,10 @@ def test_calibration_independent_of_batch_and_order(frugal_bin, tmp_path):
 def test_int8_activations_per_tensor_reduce_range(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_cnn.onnx"
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz", "--activation-type", "int8",
-              "--per-tensor", "--reduce-range")
+    tl.frugal_quantize(model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz", "--activation-type", "int8",
+                       "--per-tensor", "--reduce-range")
     m = _check_qdq_model(out, per_channel=False)
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    inits = tl.initializer_arrays(m)
     for n in m.graph.node:
         if n.op_type == "QuantizeLinear":
             zp = inits[n.input[2]]
@@ -174,17 +154,17 @@ def test_int8_activations_per_tensor_reduce_range(frugal_bin, tmp_path):
                 and inits[n.input[0]].ndim >= 2:
             assert np.abs(inits[n.input[0]]).max() <= 63  # 7-bit weights
             assert inits[n.input[1]].ndim == 0
-    samples = _heldout("digits_cnn")
-    ref, q = _logits(model, samples), _logits(out, samples)
-    assert np.mean(ref.argmax(1) == q.argmax(1)) >= 0.97
+    samples = tl.heldout_samples("digits_cnn")
+    ref, q = tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)
+    assert tl.top1_agreement(ref, q) >= 0.97
 
 
 def test_include_exclude(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_cnn.onnx"
     out = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz", "--exclude", "Gemm",
-              "--exclude", "conv[13]", report=rep)
+    tl.frugal_quantize(model, out, "--data", tl.MODELS_DATA / "digits_cnn_calib.npz", "--exclude", "Gemm",
+                       "--exclude", "conv[13]", report=rep)
     r = json.loads(rep.read_text())
     by = {l["name"]: l for l in r["layers"]}
     assert not by["fc"]["quantized"] and "exclude" in by["fc"]["reason"]
@@ -192,19 +172,19 @@ def test_include_exclude(frugal_bin, tmp_path):
     m = onnx.load(str(out))
     fc = [n for n in m.graph.node if n.op_type == "Gemm"][0]
     assert fc.input[1] in {t.name for t in m.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
-    samples = _heldout("digits_cnn")
-    assert np.mean(_logits(model, samples).argmax(1) == _logits(out, samples).argmax(1)) >= 0.99
+    samples = tl.heldout_samples("digits_cnn")
+    assert tl.top1_agreement(tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)) >= 0.99
 
 
 def test_dynamic_weight_only(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_mlp.onnx"
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, model, out, "--dynamic", "--holdout", tl.MODELS_DATA / "digits_mlp_heldout.npz")
+    tl.frugal_quantize(model, out, "--dynamic", "--holdout", tl.MODELS_DATA / "digits_mlp_heldout.npz")
     m = _check_qdq_model(out)
     assert "QuantizeLinear" not in [n.op_type for n in m.graph.node]
-    samples = _heldout("digits_mlp")
-    ref, q = _logits(model, samples), _logits(out, samples)
-    assert np.mean(ref.argmax(1) == q.argmax(1)) >= 0.99
+    samples = tl.heldout_samples("digits_mlp")
+    ref, q = tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)
+    assert tl.top1_agreement(ref, q) >= 0.99
     assert out.stat().st_size < model.stat().st_size / 2
 
 
@@ -213,22 +193,22 @@ def test_max_drop(frugal_bin, tmp_path):
     data = tl.MODELS_DATA / "digits_cnn_calib.npz"
     hold = tl.MODELS_DATA / "digits_cnn_heldout.npz"
     # Impossible bound: exit 3, no model written.
-    p = _quantize(frugal_bin, model, tmp_path / "no.onnx", "--data", data, "--holdout", hold, "--max-drop",
-                  "cosine=1.5", rc=3)
+    p = tl.frugal_quantize(model, tmp_path / "no.onnx", "--data", data, "--holdout", hold, "--max-drop",
+                           "cosine=1.5", rc=3)
     assert "max-drop" in p.stderr
     assert not (tmp_path / "no.onnx").exists()
     # A bound the full quantization may miss: layers are kept float until it holds.
     rep = tmp_path / "r.json"
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, model, out, "--data", data, "--holdout", hold, "--max-drop", "cosine=0.99999", report=rep)
+    tl.frugal_quantize(model, out, "--data", data, "--holdout", hold, "--max-drop", "cosine=0.99999", report=rep)
     r = json.loads(rep.read_text())
     assert r["max_drop"]["met"]
-    samples = _heldout("digits_cnn")
-    ref, q = _logits(model, samples), _logits(out, samples)
-    cos = [float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b))) for a, b in zip(ref, q)]
+    samples = tl.heldout_samples("digits_cnn")
+    ref, q = tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)
+    cos = [tl.compare(b, a)[1] for a, b in zip(ref, q)]  # per sample
     assert np.mean(cos) >= 0.99999 - 1e-6
     # Usage error for a malformed bound.
-    _quantize(frugal_bin, model, tmp_path / "x.onnx", "--data", data, "--max-drop", "top5=1", rc=1)
+    tl.frugal_quantize(model, tmp_path / "x.onnx", "--data", data, "--max-drop", "top5=1", rc=1)
 
 
 def _mnist_like_samples(n=200):
@@ -248,12 +228,12 @@ def test_mnist8_top1_agreement(frugal_bin, tmp_path, testdata):
     np.savez(tmp_path / "hold.npz", Input3=x[100:])
     out = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, out, "--data", tmp_path / "calib.npz", "--method", "percentile",
-              "--holdout", tmp_path / "hold.npz", report=rep)
+    tl.frugal_quantize(model, out, "--data", tmp_path / "calib.npz", "--method", "percentile",
+                       "--holdout", tmp_path / "hold.npz", report=rep)
     _check_qdq_model(out)  # opset 8 raised to 13 for per-channel
     hold = [{"Input3": s} for s in x[100:]]
-    ref, q = _logits(model, hold), _logits(out, hold)
-    assert np.mean(ref.argmax(1) == q.argmax(1)) >= 0.99
+    ref, q = tl.ort_run_concat(model, hold), tl.ort_run_concat(out, hold)
+    assert tl.top1_agreement(ref, q) >= 0.99
     # The three real mnist test images keep their predicted class.
     for i in range(3):
         name, inp = tl.read_tensor_pb(model.parent / f"test_data_set_{i}" / "input_0.pb")
@@ -292,8 +272,7 @@ def _assert_frugal_run_matches_ort(frugal_bin, model, data_npz, work_dir):
     exposed = work_dir / "exposed.onnx"
     onnx.save(m, str(exposed))
     all_names = [o.name for o in m.graph.output]
-    tl.run_frugal(["run", exposed, "--data", data_npz, "-o", work_dir / "out"], expect_rc=0, bin_path=frugal_bin)
-    got = [dict(zip(all_names, g)) for g in tl.read_frugal_outputs(work_dir / "out")]
+    got = [dict(zip(all_names, g)) for g in tl.frugal_run_outputs(exposed, data_npz, work_dir / "out")]
     ref = tl.ort_run_many(exposed, tl.load_npz_samples(data_npz))
     assert len(got) == len(ref)
     tied = 0
@@ -330,7 +309,7 @@ def _check_integer_form(path, replaced_outputs):
     ops = [n.op_type for n in m.graph.node]
     assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops
     prod = {o: n for n in m.graph.node for o in n.output}
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    inits = tl.initializer_arrays(m)
     for out in replaced_outputs:
         n = prod[out]
         if n.op_type == "Add":  # Gemm bias
@@ -358,7 +337,7 @@ def test_dynamic_integer_digits(frugal_bin, tmp_path, name):
     hold = tl.MODELS_DATA / f"{name}_heldout.npz"
     out = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", hold, report=rep)
+    tl.frugal_quantize(model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", hold, report=rep)
     fm = onnx.load(str(model))
     gemms = [n.output[0] for n in fm.graph.node if n.op_type == "Gemm"]
     m = _check_integer_form(out, gemms)
@@ -376,11 +355,11 @@ def test_dynamic_integer_digits(frugal_bin, tmp_path, name):
     if name == "digits_cnn":
         assert sum(1 for n in m.graph.node if n.op_type == "Conv") == 3
         assert sum(1 for n in m.graph.node if n.op_type == "DequantizeLinear") == 3
-    samples = _heldout(name)
-    labels = _labels()
-    ref, q = _logits(model, samples), _logits(out, samples)
-    acc_f = float(np.mean(ref.argmax(1) == labels)) * 100
-    acc_q = float(np.mean(q.argmax(1) == labels)) * 100
+    samples = tl.heldout_samples(name)
+    labels = tl.digits_labels()
+    ref, q = tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)
+    acc_f = tl.label_accuracy(ref, labels) * 100
+    acc_q = tl.label_accuracy(q, labels) * 100
     assert acc_f - acc_q <= 1.0, f"{name}: float {acc_f:.2f}% vs dynamic integer {acc_q:.2f}%"
     assert out.stat().st_size < model.stat().st_size / 2
     _assert_frugal_run_matches_ort(frugal_bin, out, hold, tmp_path)
@@ -390,11 +369,11 @@ def test_dynamic_integer_per_tensor_reduce_range(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_mlp.onnx"
     hold = tl.MODELS_DATA / "digits_mlp_heldout.npz"
     out = tmp_path / "q.onnx"
-    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--per-tensor", "--reduce-range")
+    tl.frugal_quantize(model, out, "--dynamic", "--dynamic-form", "integer", "--per-tensor", "--reduce-range")
     fm = onnx.load(str(model))
     m = _check_integer_form(out, [n.output[0] for n in fm.graph.node if n.op_type == "Gemm"])
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    fw = {t.name: numpy_helper.to_array(t) for t in fm.graph.initializer}
+    inits = tl.initializer_arrays(m)
+    fw = tl.initializer_arrays(fm)
     for n in m.graph.node:
         if n.op_type == "MatMulInteger":
             w = inits[n.input[1]]
@@ -406,39 +385,40 @@ def test_dynamic_integer_per_tensor_reduce_range(frugal_bin, tmp_path):
                 n.input[1].replace("_quantized", "_scale"))][0]
             np.testing.assert_allclose(s, np.abs(src).max() / 63, rtol=1e-6)
             assert np.all(np.abs(w * s - src.T) <= s / 2 + 1e-7)
-    samples = _heldout("digits_mlp")
-    assert np.mean(_logits(model, samples).argmax(1) == _logits(out, samples).argmax(1)) >= 0.98
+    samples = tl.heldout_samples("digits_mlp")
+    assert tl.top1_agreement(tl.ort_run_concat(model, samples), tl.ort_run_concat(out, samples)) >= 0.98
     _assert_frugal_run_matches_ort(frugal_bin, out, hold, tmp_path)
 
 
 def test_dynamic_form_cli_errors(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_mlp.onnx"
-    p = _quantize(frugal_bin, model, tmp_path / "a.onnx", "--dynamic-form", "integer", "--data",
-                  tl.MODELS_DATA / "digits_mlp_calib.npz", rc=1)
+    p = tl.frugal_quantize(model, tmp_path / "a.onnx", "--dynamic-form", "integer", "--data",
+                           tl.MODELS_DATA / "digits_mlp_calib.npz", rc=1)
     assert "--dynamic-form" in p.stderr
-    _quantize(frugal_bin, model, tmp_path / "b.onnx", "--dynamic", "--dynamic-form", "int4", rc=1)
+    tl.frugal_quantize(model, tmp_path / "b.onnx", "--dynamic", "--dynamic-form", "int4", rc=1)
     # The default stays weight-only and the report says so.
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, tmp_path / "c.onnx", "--dynamic", report=rep)
+    tl.frugal_quantize(model, tmp_path / "c.onnx", "--dynamic", report=rep)
     r = json.loads(rep.read_text())
     assert r["mode"] == "dynamic-weight-only" and r["options"]["dynamic_form"] == "weight-only"
     assert all(layer["form"] == "weight-only" for layer in r["layers"])
 
 
+def _small_encoder(tmp_path):
+    """A one-layer BERT-style encoder (hidden 64, seq 16) and 16 samples of its inputs, in tmp_path:
+    returns (model path, .npz path)."""
+    model = tl.run_make_encoder(tmp_path / "enc.onnx", "--layers", "1", "--hidden", "64", "--heads", "4", "--ffn",
+                                "128", "--seq", "16", "--vocab", "500", "--samples", "16", "--emit-data", tmp_path)
+    return model, tmp_path / "encoder_inputs.npz"
+
+
 def test_dynamic_integer_encoder(frugal_bin, tmp_path):
     """A one-layer BERT-style encoder: the six projections with constant weights become integer; the two
     attention MatMuls (both sides activations) stay float; one DynamicQuantizeLinear feeds Q, K and V."""
-    import subprocess
-    import sys
-    model = tmp_path / "enc.onnx"
-    p = subprocess.run([sys.executable, str(tl.MODELS_DIR / "make_encoder.py"), "--layers", "1", "--hidden", "64",
-                        "--heads", "4", "--ffn", "128", "--seq", "16", "--vocab", "500", "--samples", "16",
-                        "--out", str(model), "--emit-data", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    data = tmp_path / "encoder_inputs.npz"
+    model, data = _small_encoder(tmp_path)
     out = tmp_path / "q.onnx"
     rep = tmp_path / "r.json"
-    _quantize(frugal_bin, model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", data, report=rep)
+    tl.frugal_quantize(model, out, "--dynamic", "--dynamic-form", "integer", "--holdout", data, report=rep)
     fm = onnx.load(str(model))
     finits = {t.name for t in fm.graph.initializer}
     const_mm = [n.output[0] for n in fm.graph.node if n.op_type == "MatMul" and n.input[1] in finits]
@@ -453,46 +433,14 @@ def test_dynamic_integer_encoder(frugal_bin, tmp_path):
     assert all(not layer["quantized"] and "not a float initializer" in layer["reason"]
                for layer in r["layers"] if layer.get("form") != "integer")
     samples = tl.load_npz_samples(data)
-    ref = tl.ort_run_many(model, samples)
-    q = tl.ort_run_many(out, samples)
-    cos = [tl.compare(b["last_hidden_state"], a["last_hidden_state"])[1] for a, b in zip(ref, q)]
-    assert min(cos) >= 0.99, cos
+    tl.assert_cosine_per_output(tl.ort_run_many(model, samples), tl.ort_run_many(out, samples), 0.99)
     _assert_frugal_run_matches_ort(frugal_bin, out, data, tmp_path)
 
 
 # ---- top-1 agreement on the tiny BERT-SQuAD models (issue 4: >= 99% where meaningful) ------------------
 
-BERT = tl.TESTDATA / "microsoft-onnxruntime/onnxruntime/python/tools/transformers/test_data"
-BERT_TF = BERT / "bert_squad_tensorflow2.1_keras2onnx_opset11" / "TFBertForQuestionAnswering.onnx"
-BERT_PT = BERT / "bert_squad_pytorch1.4_opset11"
-
-
-def _bert_data(model_path, path, rows, batch, seed):
-    """Random SQuAD-like inputs written as .npz of `rows` sequences in samples of `batch` rows.
-
-    Names, dtypes and the sequence length come from the graph inputs (the stored test_data_set_0 has
-    int32 [1, 7] for the Keras export, int64 [1, 10] for the PyTorch ones): token ids in [1, vocab)
-    with vocab the rows of the embedding initializer that the ids Gather reads (20 and 100), an
-    attention mask of ones with a padded tail on most rows (length seq/2+1 .. seq), token types 0 then
-    1 from a random split point up to the length.
-    """
-    m = onnx.load(str(model_path))
-    inits = {t.name: list(t.dims) for t in m.graph.initializer}
-    inputs = {i.name: i for i in m.graph.input if i.name not in inits}
-    ids = next(n for n in inputs if "input_ids" in n)
-    mask = next(n for n in inputs if "mask" in n)
-    types = next(n for n in inputs if n not in (ids, mask))
-    vocab = next(inits[n.input[0]][0] for n in m.graph.node if n.op_type == "Gather" and n.input[1] == ids)
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(inputs[ids].type.tensor_type.elem_type)
-    seq = inputs[ids].type.tensor_type.shape.dim[1].dim_value
-    rng = np.random.default_rng(seed)
-    x = {ids: rng.integers(1, vocab, size=(rows, seq)), mask: np.ones((rows, seq)), types: np.zeros((rows, seq))}
-    for r in range(rows):
-        length = int(rng.integers(seq // 2 + 1, seq + 1))
-        x[mask][r, length:] = 0
-        x[types][r, int(rng.integers(1, length)):length] = 1
-    np.savez(path, **{k: v.astype(dtype).reshape(rows // batch, batch, seq) for k, v in x.items()})
-    return path
+BERT_TF = tl.BERT_SQUAD_KERAS
+BERT_PT = tl.BERT_SQUAD_PT_DIR
 
 
 def _qa_head(model_path, tmp_path):
@@ -513,17 +461,6 @@ def _qa_head(model_path, tmp_path):
     return copy, "qa_head"
 
 
-def _top1_over_sequence(ref_outs, q_outs):
-    """Per output (start, end logits [batch, seq]): fraction of rows whose argmax over the sequence
-    axis is the same."""
-    agree = {}
-    for name in ref_outs[0]:
-        a = np.concatenate([o[name] for o in ref_outs]).reshape(-1, ref_outs[0][name].shape[-1])
-        b = np.concatenate([o[name] for o in q_outs]).reshape(a.shape)
-        agree[name] = float(np.mean(a.argmax(1) == b.argmax(1)))
-    return agree
-
-
 # Why the QA head stays float: these test models are tiny (hidden 8) and untrained, so their logits are
 # nearly flat along the sequence (spread ~0.05, median top-1/top-2 margin ~0.004 on such data). The
 # head reads the last LayerNorm output ([-1.7, 1.9]: int8 step ~0.014) with weights of |w| <= 0.056 and
@@ -537,8 +474,8 @@ def _top1_over_sequence(ref_outs, q_outs):
 # 56th: 56 MatMuls float and ~20 minutes. The all-layers figure is asserted at its measured level
 # (>= 95%) so that a regression shows; it is not the issue's target, which the head-float runs assert.
 def test_tiny_bert_keras_top1_agreement(frugal_bin, tmp_path, testdata):
-    calib = _bert_data(BERT_TF, tmp_path / "calib.npz", 32, 32, seed=0)
-    hold = _bert_data(BERT_TF, tmp_path / "hold.npz", 512, 32, seed=1)
+    calib = tl.write_bert_squad_inputs(BERT_TF, tmp_path / "calib.npz", 32, 32, seed=0)
+    hold = tl.write_bert_squad_inputs(BERT_TF, tmp_path / "hold.npz", 512, 32, seed=1)
     samples = tl.load_npz_samples(hold)
     ref = tl.ort_run_many(BERT_TF, samples)
     named, head = _qa_head(BERT_TF, tmp_path)
@@ -546,10 +483,10 @@ def test_tiny_bert_keras_top1_agreement(frugal_bin, tmp_path, testdata):
     for method, label, extra in [("minmax", "head_float", ["--exclude", head]), ("minmax", "all", []),
                                  ("percentile", "head_float", ["--exclude", head])]:
         out = tmp_path / f"{method}_{label}.onnx"
-        _quantize(frugal_bin, BERT_TF, out, "--data", calib, "--method", method, "--no-fidelity", "--sqnr-samples", "0",
-                  *extra)
+        tl.frugal_quantize(BERT_TF, out, "--data", calib, "--method", method, "--no-fidelity", "--sqnr-samples", "0",
+                           *extra)
         _check_qdq_model(out)
-        agree = _top1_over_sequence(ref, tl.ort_run_many(out, samples))
+        agree = tl.top1_per_output(ref, tl.ort_run_many(out, samples))
         print(method, label, agree)
         floor = 0.99 if label == "head_float" else 0.95
         assert min(agree.values()) >= floor, (method, label, agree)
@@ -562,22 +499,21 @@ def test_tiny_bert_keras_top1_agreement(frugal_bin, tmp_path, testdata):
 @pytest.mark.parametrize("variant,batch,rows", [("0", 1, 128), ("1", 32, 512)])
 def test_tiny_bert_pytorch_top1_agreement_frugal_only(frugal_bin, tmp_path, testdata, variant, batch, rows):
     model = BERT_PT / f"BertForQuestionAnswering_{variant}.onnx"
-    calib = _bert_data(model, tmp_path / "calib.npz", 32, batch, seed=2)
-    hold = _bert_data(model, tmp_path / "hold.npz", rows, batch, seed=3)
+    calib = tl.write_bert_squad_inputs(model, tmp_path / "calib.npz", 32, batch, seed=2)
+    hold = tl.write_bert_squad_inputs(model, tmp_path / "hold.npz", rows, batch, seed=3)
 
     def frugal_outputs(path, name):
-        tl.run_frugal(["run", path, "--data", hold, "-o", tmp_path / name], expect_rc=0, bin_path=frugal_bin)
-        return [{"start": o[0], "end": o[1]} for o in tl.read_frugal_outputs(tmp_path / name)]
+        return [{"start": o[0], "end": o[1]} for o in tl.frugal_run_outputs(path, hold, tmp_path / name)]
 
     ref = frugal_outputs(model, "float")
     named, head = _qa_head(model, tmp_path)
     configs = [("head_float", ["--exclude", head])] + ([("all", [])] if variant == "1" else [])
     for label, extra in configs:
         out = tmp_path / f"{label}.onnx"
-        _quantize(frugal_bin, named, out, "--data", calib, "--method", "minmax", "--no-fidelity", "--sqnr-samples", "0",
-                  *extra)
+        tl.frugal_quantize(named, out, "--data", calib, "--method", "minmax", "--no-fidelity", "--sqnr-samples", "0",
+                           *extra)
         _check_qdq_model(out)
-        agree = _top1_over_sequence(ref, frugal_outputs(out, label))
+        agree = tl.top1_per_output(ref, frugal_outputs(out, label))
         print(variant, label, agree)
         floor = 0.99 if label == "head_float" else 0.95
         assert min(agree.values()) >= floor, (variant, label, agree)
@@ -587,32 +523,18 @@ def test_quantize_calibrates_only_the_tensors_it_reads(frugal_bin, tmp_path):
     """`quantize --data` observes only the activations the pass reads ranges for; the model it writes is
     byte-identical to the one made from a full `frugal calibrate` table, and runs in onnxruntime close
     to the float model."""
-    import subprocess
-    import sys
-    model = tmp_path / "enc.onnx"
-    p = subprocess.run([sys.executable, str(tl.MODELS_DIR / "make_encoder.py"), "--layers", "1", "--hidden", "64",
-                        "--heads", "4", "--ffn", "128", "--seq", "16", "--vocab", "500", "--samples", "16",
-                        "--out", str(model), "--emit-data", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    data = tmp_path / "encoder_inputs.npz"
+    model, data = _small_encoder(tmp_path)
     for method in ["entropy", "percentile"]:
         table = tmp_path / f"{method}.json"
         tl.run_frugal(["calibrate", model, "--data", data, "--method", method, "-o", table], expect_rc=0, bin_path=frugal_bin)
         full = json.loads(table.read_text())["tensors"]
         a, b, rep = tmp_path / f"{method}_table.onnx", tmp_path / f"{method}_data.onnx", tmp_path / f"{method}.json.r"
-        _quantize(frugal_bin, model, a, "--table", table, "--sqnr-samples", "0", "--no-fidelity")
-        _quantize(frugal_bin, model, b, "--data", data, "--method", method, "--sqnr-samples", "0", "--no-fidelity",
-                  report=rep)
+        tl.frugal_quantize(model, a, "--table", table, "--sqnr-samples", "0", "--no-fidelity")
+        tl.frugal_quantize(model, b, "--data", data, "--method", method, "--sqnr-samples", "0", "--no-fidelity",
+                           report=rep)
         assert a.read_bytes() == b.read_bytes(), method
         observed = json.loads(rep.read_text())["calibration"]["tensors"]
         # the GELU, LayerNorm and softmax internals are not needed
         assert 0 < observed < len(full) / 2, (observed, len(full))
-    z = np.load(data)
-    feeds = [{k: z[k][i] for k in z.keys()} for i in range(z[list(z.keys())[0]].shape[0])]
-    for i, feed in enumerate(feeds):
-        ref = tl.ort_run(model, feed)
-        got = tl.ort_run(b, feed)
-        for name, r in ref.items():
-            r64, g64 = r.astype(np.float64).ravel(), got[name].astype(np.float64).ravel()
-            cos = r64 @ g64 / (np.linalg.norm(r64) * np.linalg.norm(g64))
-            assert cos >= 0.99, (i, name, cos)
+    samples = tl.load_npz_samples(data)
+    tl.assert_cosine_per_output(tl.ort_run_many(model, samples), tl.ort_run_many(b, samples), 0.99)

@@ -9,9 +9,8 @@ import pytest
 
 import frugal_testlib as tl
 
-BERT = tl.TESTDATA / "microsoft-onnxruntime/onnxruntime/python/tools/transformers/test_data"
-PT = BERT / "bert_squad_pytorch1.4_opset11"
-TF = BERT / "bert_squad_tensorflow2.1_keras2onnx_opset11"
+PT = tl.BERT_SQUAD_PT_DIR
+TF = tl.BERT_SQUAD_TF_DIR
 MNIST_Q = tl.TESTDATA / "alrevuelta-cONNXr/test/mnist_quantized"
 
 
@@ -34,8 +33,7 @@ def test_tiny_bert_matches_stored_outputs_and_onnxruntime(model, data, ort_loads
         with pytest.raises(Exception, match="Concat"):
             onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         return
-    tl.run_frugal(["run", model, "--data", data, "-o", tmp_path], expect_rc=0)
-    got = tl.read_frugal_outputs(tmp_path)[0]
+    got = tl.frugal_run_outputs(model, data, tmp_path)[0]
     ref = tl.ort_run(model, feeds_by_name(data / "test_data_set_0"))
     names = [o.name for o in onnx.load(str(model)).graph.output]
     for k, name in enumerate(names):
@@ -51,8 +49,7 @@ def test_keras_bert_input_order_differs_from_graph():
 
 def test_mnist_quantized_argmax_and_onnxruntime(frugal_bin, tmp_path):
     model = MNIST_Q / "model_quantized.onnx"
-    tl.run_frugal(["run", model, "--data", MNIST_Q, "-o", tmp_path], expect_rc=0)
-    got = tl.read_frugal_outputs(tmp_path)[0][0]
+    got = tl.frugal_run_outputs(model, MNIST_Q, tmp_path)[0][0]
     fp32_ref = tl.read_test_data_set(MNIST_Q / "test_data_set_0", "output")[0][1]
     assert int(np.argmax(got)) == int(np.argmax(fp32_ref)) == 2
     name = onnx.load(str(model)).graph.input[0].name

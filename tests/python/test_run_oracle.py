@@ -56,6 +56,15 @@ def _check_against_ort(model_path, samples, out_dir, fmt="pb"):
     return worst
 
 
+def _run_and_check(tmp_path, model_path, data, samples, fmt="pb"):
+    """`frugal run MODEL --data DATA -o TMP_PATH/out [--format FMT]`, then _check_against_ort on
+    `samples` (the same inputs as feed dicts)."""
+    out = tmp_path / "out"
+    tl.run_frugal(["run", model_path, "--data", data, "-o", out] + (["--format", fmt] if fmt != "pb" else []),
+                  expect_rc=0)
+    return _check_against_ort(model_path, samples, out, fmt)
+
+
 # ----------------------------------------------------------------------------- light model zoo
 
 @pytest.mark.parametrize("name", LIGHT_MODELS)
@@ -65,15 +74,13 @@ def test_light_randomized(name, frugal_bin, tmp_path):
     onnx.save(model, str(path))
     feed = randomize_light.make_feed(model, seed=7)
     tl.write_test_data_set(tmp_path / "data" / "test_data_set_0", list(feed.items()))
-    out = tmp_path / "out"
-    tl.run_frugal(["run", path, "--data", tmp_path / "data", "-o", out], expect_rc=0)
-    _check_against_ort(path, [feed], out)
+    _run_and_check(tmp_path, path, tmp_path / "data", [feed])
 
 
 # ----------------------------------------------------------------------------- digits (trained)
 
 def _digits_subset(tmp_path, which, n=DIGITS_SAMPLES):
-    samples = tl.load_npz_samples(tl.MODELS_DATA / f"digits_{which}_heldout.npz")[:n]
+    samples = tl.heldout_samples(f"digits_{which}")[:n]
     path = tmp_path / f"digits_{which}_{n}.npz"
     tl.write_npz_samples(path, samples)
     return path, samples
@@ -83,59 +90,49 @@ def _digits_subset(tmp_path, which, n=DIGITS_SAMPLES):
 def test_digits_npz(which, frugal_bin, tmp_path):
     data, samples = _digits_subset(tmp_path, which)
     model = tl.MODELS_DIR / f"digits_{which}.onnx"
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", data, "-o", out], expect_rc=0)
-    _check_against_ort(model, samples, out)
+    _run_and_check(tmp_path, model, data, samples)
     # The trained model keeps its accuracy through frugal (on these samples, as onnxruntime).
-    labels = np.load(tl.MODELS_DATA / "digits_heldout_labels.npy")[:len(samples)]
-    pred = np.array([o[0].reshape(-1).argmax() for o in tl.read_frugal_outputs(out)])
+    labels = tl.digits_labels()[:len(samples)]
+    pred = np.array([o[0].reshape(-1).argmax() for o in tl.read_frugal_outputs(tmp_path / "out")])
     assert np.mean(pred == labels) >= 0.95
 
 
 def test_digits_npy_format(frugal_bin, tmp_path):
     data, samples = _digits_subset(tmp_path, "cnn", 8)
     model = tl.MODELS_DIR / "digits_cnn.onnx"
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", data, "-o", out, "--format", "npy"], expect_rc=0)
-    _check_against_ort(model, samples, out, fmt="npy")
+    _run_and_check(tmp_path, model, data, samples, fmt="npy")
 
 
 def test_digits_dir_of_npz_one_sample_each(frugal_bin, tmp_path):
     """--data DIR of .npz files, one sample per file (arrays of the model input's own rank), name order."""
-    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_mlp_heldout.npz")[:4]
+    samples = tl.heldout_samples("digits_mlp")[:4]
     d = tmp_path / "npz_dir"
     d.mkdir()
     for f, smp in enumerate(samples):
         np.savez(d / f"sample_{f:03d}.npz", **smp)
     model = tl.MODELS_DIR / "digits_mlp.onnx"
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", d, "-o", out], expect_rc=0)
-    _check_against_ort(model, samples, out)
+    _run_and_check(tmp_path, model, d, samples)
 
 
 def test_digits_dir_of_stacked_npz(frugal_bin, tmp_path):
     """--data DIR of .npz files that are stacks (rank = model rank + 1, the stacking rule applies to
     every .npz): samples are taken file by file in name order, then along axis 0."""
-    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_mlp_heldout.npz")[:6]
+    samples = tl.heldout_samples("digits_mlp")[:6]
     d = tmp_path / "npz_dir"
     for f in range(3):
         tl.write_npz_samples(d / f"part_{f:03d}.npz", samples[2 * f:2 * f + 2])
     model = tl.MODELS_DIR / "digits_mlp.onnx"
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", d, "-o", out], expect_rc=0)
-    _check_against_ort(model, samples, out)
+    _run_and_check(tmp_path, model, d, samples)
 
 
 def test_digits_batched_dims(frugal_bin, tmp_path):
     """A sample holding a batch of 5 images for the symbolic N."""
-    samples = tl.load_npz_samples(tl.MODELS_DATA / "digits_cnn_heldout.npz")[:10]
+    samples = tl.heldout_samples("digits_cnn")[:10]
     batched = [{"input": np.concatenate([s["input"] for s in samples[j:j + 5]], axis=0)} for j in (0, 5)]
     data = tmp_path / "batched.npz"
     tl.write_npz_samples(data, batched)
     model = tl.MODELS_DIR / "digits_cnn.onnx"
-    out = tmp_path / "out"
-    tl.run_frugal(["run", model, "--data", data, "-o", out], expect_rc=0)
-    _check_against_ort(model, batched, out)
+    _run_and_check(tmp_path, model, data, batched)
 
 
 def test_synthetic_shapes(frugal_bin, tmp_path):
@@ -161,9 +158,7 @@ def test_small_encoder(dynamic, frugal_bin, tmp_path):
     samples = make_encoder.make_samples(3, batch, 32, 1000, seed=1)
     data = tmp_path / "encoder_inputs.npz"
     tl.write_npz_samples(data, samples)
-    out = tmp_path / "out"
-    tl.run_frugal(["run", path, "--data", data, "-o", out], expect_rc=0)
-    _check_against_ort(path, samples, out)
+    _run_and_check(tmp_path, path, data, samples)
 
 
 def test_small_encoder_external_data(frugal_bin, tmp_path):
@@ -175,9 +170,7 @@ def test_small_encoder_external_data(frugal_bin, tmp_path):
     samples = make_encoder.make_samples(2, 1, 16, 500, seed=4)
     data = tmp_path / "enc.npz"
     tl.write_npz_samples(data, samples)
-    out = tmp_path / "out"
-    tl.run_frugal(["run", path, "--data", data, "-o", out], expect_rc=0)
-    _check_against_ort(path, samples, out)
+    _run_and_check(tmp_path, path, data, samples)
 
 
 # ----------------------------------------------------------------------------- mnist (stored data)
@@ -193,15 +186,11 @@ def _mnist_samples():
 
 
 def test_mnist_vs_ort(frugal_bin, tmp_path):
-    out = tmp_path / "out"
-    tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST, "-o", out], expect_rc=0)
-    _check_against_ort(MNIST / "model.onnx", _mnist_samples(), out)
+    _run_and_check(tmp_path, MNIST / "model.onnx", MNIST, _mnist_samples())
 
 
 def test_mnist_single_set_dir(frugal_bin, tmp_path):
-    out = tmp_path / "out"
-    tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST / "test_data_set_1", "-o", out], expect_rc=0)
-    _check_against_ort(MNIST / "model.onnx", _mnist_samples()[1:2], out)
+    _run_and_check(tmp_path, MNIST / "model.onnx", MNIST / "test_data_set_1", _mnist_samples()[1:2])
 
 
 # The stored mnist outputs come from another runtime; they agree with onnxruntime to 7e-4 absolute on
