@@ -1,4 +1,5 @@
-// GEMM dispatch: the generic Eigen build plus run-time selection of the AVX2 / AVX-512 builds.
+// GEMM dispatch: run-time selection of the float32 kernel (the hand-written AVX-512 / AVX2 SGEMM of
+// gemm_sgemm.h, or Eigen built generic / AVX2 / AVX-512) and the split of C over threads.
 #include "gemm.h"
 
 #include <algorithm>
@@ -26,6 +27,14 @@ void gemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_
               float*, int64_t);
 void gemm_s32(int64_t, int64_t, int64_t, const int32_t*, int64_t, const int32_t*, int64_t, int32_t*, int64_t);
 }  // namespace avx512
+namespace sgemm_avx2 {
+bool sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+               float*, int64_t);
+}  // namespace sgemm_avx2
+namespace sgemm_avx512 {
+bool sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+               float*, int64_t);
+}  // namespace sgemm_avx512
 #endif
 
 namespace {
@@ -52,6 +61,15 @@ Isa detect_isa() {
 
 Isa isa() {
   static const Isa v = detect_isa();
+  return v;
+}
+
+// FRUGAL_GEMM_IMPL=eigen runs float32 products through Eigen instead of the hand-written SGEMM.
+bool use_eigen_f32() {
+  static const bool v = [] {
+    const char* e = std::getenv("FRUGAL_GEMM_IMPL");
+    return e && std::string(e) == "eigen";
+  }();
   return v;
 }
 
@@ -87,13 +105,18 @@ void split_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, i
 void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Isa v = isa();
+  const bool eigen = use_eigen_f32();
   split_gemm<float>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
                     [&](bool a_t, bool b_t, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
                       switch (v) {
 #ifdef FRUGAL_GEMM_X86
                         case Isa::kAvx512:
+                          if (!eigen && sgemm_avx512::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+                            return;
                           return avx512::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                         case Isa::kAvx2:
+                          if (!eigen && sgemm_avx2::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+                            return;
                           return avx2::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
                         default:
@@ -129,8 +152,8 @@ void gemm_f64(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, c
 
 const char* gemm_isa() {
   switch (isa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return use_eigen_f32() ? "avx512-eigen" : "avx512";
+    case Isa::kAvx2: return use_eigen_f32() ? "avx2-eigen" : "avx2";
     default: return "generic";
   }
 }

@@ -1,0 +1,276 @@
+// Hand-written float32 GEMM (BLIS/GotoBLAS layout, row-major C), instantiated once per ISA by
+// gemm_sgemm_avx512.cpp and gemm_sgemm_avx2.cpp. The includer switches the target ISA and defines,
+// in namespace frugal::kernels::FRUGAL_SGEMM_NS, a struct `Vec` (one SIMD register of floats:
+// R, W, zero, load, load_n, store, store_n, bcast, set1, fmadd, mul, add, hsum) and the tile shape
+// kMR (rows) x kNV (vectors of W floats per row).
+//
+// Blocking: B is packed per [kc x nc] block into panels of kNV*W columns ([panel][k][NR], zero
+// padded), sized to half an L2; A is read in place (its kMR rows x kc stay in L1 across the
+// panels); the micro-kernel keeps a kMR x NR tile of C in registers and does one FMA per (row,
+// vector) and k, broadcasting A. Edge rows are separate instantiations, edge columns use masked
+// loads/stores of C. K is split into even blocks of at most kKC; the first applies beta, the rest
+// accumulate. Two short cuts skip packing: a few rows with B not transposed read B in place, and a
+// few rows with B transposed (fully connected layers at batch 1) run as dot products along K.
+// Everything but sgemm_f32 has internal linkage, so no code built for this ISA can be merged into
+// a generic caller.
+
+namespace frugal::kernels::FRUGAL_SGEMM_NS {
+namespace {
+
+constexpr int W = Vec::W;
+constexpr int NR = kNV * W;
+constexpr int64_t kKC = 256;
+constexpr int64_t kBBlock = 128 * 1024;  // floats of packed B per block: 512 KiB
+constexpr int64_t kDotRows = 4;          // up to this many rows, transposed B runs as dot products
+using VR = typename Vec::R;
+
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~Scratch() { std::free(p); }
+};
+
+// A per-thread 64-byte aligned buffer of at least n floats, reused across calls.
+float* scratch(size_t n) {
+  static thread_local Scratch s;
+  if (s.n < n) {
+    std::free(s.p);
+    const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    s.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+    s.n = s.p ? n : 0;
+  }
+  return s.p;
+}
+
+// C tile [R x (NV-1)*W + last_n] = alpha * op(A)[R x kc] * Bpanel[kc x NV*W] + beta * C.
+// A element (r, k) is a[r * lda + k] (rows) or a[k * lda + r] (kACols). B row k starts at b + k * bs;
+// kBMask loads only the first last_n floats of B's last vector (B read in place, not padded).
+// beta == 0 writes C without reading it.
+template <int R, int NV, bool kACols, bool kBMask>
+inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t bs,
+                  int last_n, float* __restrict c, int64_t ldc, float alpha, float beta) {
+  VR acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = Vec::zero();
+  const float* ar[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) ar[r] = kACols ? a + r : a + r * lda;
+  for (int64_t k = 0; k < kc; ++k) {
+    VR bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      bv[v] = (kBMask && v == NV - 1) ? Vec::load_n(b + v * W, last_n) : Vec::load(b + v * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const VR av = Vec::bcast(kACols ? ar[r] + k * lda : ar[r] + k);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = Vec::fmadd(av, bv[v], acc[r][v]);
+    }
+    b += bs;
+  }
+  const VR va = Vec::set1(alpha), vb = Vec::set1(beta);
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const bool last = v == NV - 1;
+      VR x = acc[r][v];
+      if (alpha != 1.0f) x = Vec::mul(x, va);
+      if (beta != 0.0f) {
+        const VR old = last ? Vec::load_n(cr + v * W, last_n) : Vec::load(cr + v * W);
+        x = beta == 1.0f ? Vec::add(x, old) : Vec::fmadd(vb, old, x);
+      }
+      if (last)
+        Vec::store_n(cr + v * W, x, last_n);
+      else
+        Vec::store(cr + v * W, x);
+    }
+  }
+}
+
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int, float*, int64_t, float, float);
+
+template <int R, bool kACols, bool kBMask>
+MicroFn pick_nv(int nv) {
+  if constexpr (kNV >= 4)
+    if (nv == 4) return &micro<R, 4, kACols, kBMask>;
+  if constexpr (kNV >= 3)
+    if (nv == 3) return &micro<R, 3, kACols, kBMask>;
+  if (nv == 2) return &micro<R, 2, kACols, kBMask>;
+  return &micro<R, 1, kACols, kBMask>;
+}
+
+template <bool kACols, bool kBMask>
+MicroFn pick(int rows, int nv) {
+  static_assert(kMR <= 14, "row cases below go up to 14");
+  switch (rows) {
+#define FRUGAL_SGEMM_ROW(n) \
+  case n:                   \
+    if constexpr (kMR >= n) return pick_nv<n, kACols, kBMask>(nv);
+    FRUGAL_SGEMM_ROW(14)
+    FRUGAL_SGEMM_ROW(13)
+    FRUGAL_SGEMM_ROW(12)
+    FRUGAL_SGEMM_ROW(11)
+    FRUGAL_SGEMM_ROW(10)
+    FRUGAL_SGEMM_ROW(9)
+    FRUGAL_SGEMM_ROW(8)
+    FRUGAL_SGEMM_ROW(7)
+    FRUGAL_SGEMM_ROW(6)
+    FRUGAL_SGEMM_ROW(5)
+    FRUGAL_SGEMM_ROW(4)
+    FRUGAL_SGEMM_ROW(3)
+    FRUGAL_SGEMM_ROW(2)
+#undef FRUGAL_SGEMM_ROW
+    default:
+      return pick_nv<1, kACols, kBMask>(nv);
+  }
+}
+
+MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
+  if (a_cols) return b_mask ? pick<true, true>(rows, nv) : pick<true, false>(rows, nv);
+  return b_mask ? pick<false, true>(rows, nv) : pick<false, false>(rows, nv);
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into panels of NR columns: panel p holds rows k at dst + p*kc*NR + k*NR,
+// its columns past the matrix's edge (up to the next multiple of W) zeroed.
+void pack_b(bool tb, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t w = nc - jr < NR ? nc - jr : NR;
+    const int64_t wp = (w + W - 1) / W * W;
+    float* d = dst + (jr / NR) * kc * NR;
+    if (!tb) {
+      const float* s = B + k0 * ldb + j0 + jr;
+      for (int64_t k = 0; k < kc; ++k) {
+        float* dk = d + k * NR;
+        const float* sk = s + k * ldb;
+        if (w == NR) {
+#pragma GCC unroll 4
+          for (int v = 0; v < kNV; ++v) Vec::store(dk + v * W, Vec::load(sk + v * W));
+        } else {
+          for (int64_t j = 0; j < w; ++j) dk[j] = sk[j];
+          for (int64_t j = w; j < wp; ++j) dk[j] = 0.0f;
+        }
+      }
+    } else {
+      // B stored [N, K]: column j of op(B) is row j0 + jr + j of B, read along K.
+      for (int64_t j = 0; j < w; ++j) {
+        const float* s = B + (j0 + jr + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+      }
+      if (wp > w)
+        for (int64_t k = 0; k < kc; ++k)
+          for (int64_t j = w; j < wp; ++j) d[k * NR + j] = 0.0f;
+    }
+  }
+}
+
+// C row-block of at most a few rows with B [N, K] (transposed): each C value is a dot product along K.
+void dot_rows(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B,
+              int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t kfull = K / W * W;
+  const int tail = static_cast<int>(K - kfull);
+  for (int64_t i = 0; i < M; ++i) {
+    const float* a = A + i * lda;
+    float* c = C + i * ldc;
+    int64_t j = 0;
+    auto finish = [&](int64_t jj, float s) {
+      s *= alpha;
+      c[jj] = beta == 0.0f ? s : s + beta * c[jj];
+    };
+    for (; j + 4 <= N; j += 4) {
+      const float* b0 = B + j * ldb;
+      const float* b1 = b0 + ldb;
+      const float* b2 = b1 + ldb;
+      const float* b3 = b2 + ldb;
+      VR s0 = Vec::zero(), s1 = Vec::zero(), s2 = Vec::zero(), s3 = Vec::zero();
+      for (int64_t k = 0; k < kfull; k += W) {
+        const VR av = Vec::load(a + k);
+        s0 = Vec::fmadd(av, Vec::load(b0 + k), s0);
+        s1 = Vec::fmadd(av, Vec::load(b1 + k), s1);
+        s2 = Vec::fmadd(av, Vec::load(b2 + k), s2);
+        s3 = Vec::fmadd(av, Vec::load(b3 + k), s3);
+      }
+      if (tail) {
+        const VR av = Vec::load_n(a + kfull, tail);
+        s0 = Vec::fmadd(av, Vec::load_n(b0 + kfull, tail), s0);
+        s1 = Vec::fmadd(av, Vec::load_n(b1 + kfull, tail), s1);
+        s2 = Vec::fmadd(av, Vec::load_n(b2 + kfull, tail), s2);
+        s3 = Vec::fmadd(av, Vec::load_n(b3 + kfull, tail), s3);
+      }
+      finish(j, Vec::hsum(s0));
+      finish(j + 1, Vec::hsum(s1));
+      finish(j + 2, Vec::hsum(s2));
+      finish(j + 3, Vec::hsum(s3));
+    }
+    for (; j < N; ++j) {
+      const float* b0 = B + j * ldb;
+      VR s0 = Vec::zero();
+      for (int64_t k = 0; k < kfull; k += W) s0 = Vec::fmadd(Vec::load(a + k), Vec::load(b0 + k), s0);
+      if (tail) s0 = Vec::fmadd(Vec::load_n(a + kfull, tail), Vec::load_n(b0 + kfull, tail), s0);
+      finish(j, Vec::hsum(s0));
+    }
+  }
+}
+
+// Row panels [i0, M) x columns [j0, j0+nc) of C against B read from bp (panels of NR columns with row
+// stride bs, or B in place with bs = ldb when b_direct).
+void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_t lda, const float* bp,
+           int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc) {
+  for (int64_t ir = 0; ir < M; ir += kMR) {
+    const int rows = static_cast<int>(M - ir < kMR ? M - ir : kMR);
+    const float* a = ta ? A + ir : A + ir * lda;
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+      const int64_t w = nc - jr < NR ? nc - jr : NR;
+      const int nv = static_cast<int>((w + W - 1) / W);
+      const int last_n = static_cast<int>(w - (nv - 1) * W);
+      const float* b = b_direct ? bp + jr : bp + (jr / NR) * kc * NR;
+      pick_micro(ta, b_direct, rows, nv)(kc, a, lda, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta);
+    }
+  }
+}
+
+}  // namespace
+
+// C = alpha * op(A) op(B) + beta * C for one thread's block (see gemm.h). Returns false only when the
+// packing buffer cannot be allocated (the caller then falls back to another implementation).
+bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return true;
+  if (K <= 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return true;
+  }
+  if (tb && !ta && M <= kDotRows) {
+    dot_rows(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return true;
+  }
+  if (!tb && M <= kMR) {
+    // One row panel: each B value is used once, so packing it would only add a copy.
+    sweep(ta, true, M, K, A, lda, B, ldb, N, alpha, beta, C, ldc);
+    return true;
+  }
+  const int64_t kblocks = (K + kKC - 1) / kKC;
+  const int64_t kc_max = (K + kblocks - 1) / kblocks;
+  int64_t ncb = kBBlock / kc_max / NR * NR;
+  if (ncb < NR) ncb = NR;
+  const int64_t n_round = (N + NR - 1) / NR * NR;
+  if (ncb > n_round) ncb = n_round;
+  float* buf = scratch(static_cast<size_t>(kc_max * ncb));
+  if (!buf) return false;
+  for (int64_t jc = 0; jc < N; jc += ncb) {
+    const int64_t nc = N - jc < ncb ? N - jc : ncb;
+    for (int64_t pc = 0; pc < K; pc += kc_max) {
+      const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+      pack_b(tb, B, ldb, pc, kc, jc, nc, buf);
+      const float* a = ta ? A + pc * lda : A + pc;
+      sweep(ta, false, M, kc, a, lda, buf, NR, nc, alpha, pc == 0 ? beta : 1.0f, C + jc, ldc);
+    }
+  }
+  return true;
+}
+
+}  // namespace frugal::kernels::FRUGAL_SGEMM_NS

@@ -1,0 +1,40 @@
+// The hand-written float32 GEMM of gemm_sgemm.h built for AVX-512F (selected at run time by gemm.cpp):
+// 8 x 48 register tile (24 zmm accumulators, three B vectors, A broadcast from memory into the FMA).
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cstdint>
+#include <cstdlib>
+
+#include <immintrin.h>
+
+// GCC 12 reports a false positive inside its own AVX-512 intrinsic headers (masked loads).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,avx,f16c,popcnt,sse4.2,sse4.1,ssse3,sse3")
+
+namespace frugal::kernels::sgemm_avx512 {
+namespace {
+
+struct Vec {
+  using R = __m512;
+  static constexpr int W = 16;
+  static __mmask16 mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  static R zero() { return _mm512_setzero_ps(); }
+  static R load(const float* p) { return _mm512_loadu_ps(p); }
+  static R load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static void store(float* p, R x) { _mm512_storeu_ps(p, x); }
+  static void store_n(float* p, R x, int n) { _mm512_mask_storeu_ps(p, mask(n), x); }
+  static R bcast(const float* p) { return _mm512_set1_ps(*p); }
+  static R set1(float x) { return _mm512_set1_ps(x); }
+  static R fmadd(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
+  static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
+  static R add(R a, R b) { return _mm512_add_ps(a, b); }
+  static float hsum(R x) { return _mm512_reduce_add_ps(x); }
+};
+constexpr int kMR = 8;
+constexpr int kNV = 3;
+
+}  // namespace
+}  // namespace frugal::kernels::sgemm_avx512
+
+#define FRUGAL_SGEMM_NS sgemm_avx512
+#include "gemm_sgemm.h"
+#endif
