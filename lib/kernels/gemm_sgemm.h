@@ -22,6 +22,7 @@ constexpr int NR = kNV * W;
 constexpr int64_t kKC = 256;
 constexpr int64_t kBBlock = 128 * 1024;  // floats of packed B per block: 512 KiB
 constexpr int64_t kDotRows = 4;          // up to this many rows, transposed B runs as dot products
+constexpr int64_t kPfEvery = 2;          // k steps per software prefetch in the micro-kernel
 using VR = typename Vec::R;
 
 struct Scratch {
@@ -45,10 +46,12 @@ float* scratch(size_t n) {
 // C tile [R x (NV-1)*W + last_n] = alpha * op(A)[R x kc] * Bpanel[kc x NV*W] + beta * C.
 // A element (r, k) is a[r * lda + k] (rows) or a[k * lda + r] (kACols). B row k starts at b + k * bs;
 // kBMask loads only the first last_n floats of B's last vector (B read in place, not padded).
-// beta == 0 writes C without reading it.
+// beta == 0 writes C without reading it. pfl holds npf addresses to prefetch into L2, one every
+// kPfEvery steps of k (npf <= kc / kPfEvery + 1), so the loads to memory are spread over the FMAs.
 template <int R, int NV, bool kACols, bool kBMask>
 inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t bs,
-                  int last_n, float* __restrict c, int64_t ldc, float alpha, float beta) {
+                  int last_n, float* __restrict c, int64_t ldc, float alpha, float beta,
+                  const char* const* pfl, int64_t npf) {
   VR acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -58,6 +61,7 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) ar[r] = kACols ? a + r : a + r * lda;
   for (int64_t k = 0; k < kc; ++k) {
+    if (k % kPfEvery == 0 && k / kPfEvery < npf) __builtin_prefetch(pfl[k / kPfEvery], 0, 2);
     VR bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -91,7 +95,8 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
   }
 }
 
-using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int, float*, int64_t, float, float);
+using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int, float*, int64_t, float, float,
+                         const char* const*, int64_t);
 
 template <int R, bool kACols, bool kBMask>
 MicroFn pick_nv(int nv) {
@@ -137,33 +142,38 @@ MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
 // Packs op(B)[k0:k0+kc, j0:j0+nc] into panels of NR columns: panel p holds rows k at dst + p*kc*NR + k*NR,
 // its columns past the matrix's edge (up to the next multiple of W) zeroed.
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  const int64_t full = nc / NR * NR;  // columns in whole panels
+  if (!tb) {
+    // Row by row, so B is read along its rows (what the hardware prefetchers follow).
+    const int64_t w = nc - full, wp = (w + W - 1) / W * W;
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* sk = B + (k0 + k) * ldb + j0;
+      float* dk = dst + k * NR;
+      for (int64_t jr = 0; jr < full; jr += NR) {
+        float* d = dk + jr * kc;  // panel jr / NR starts at dst + (jr / NR) * kc * NR
+#pragma GCC unroll 4
+        for (int v = 0; v < kNV; ++v) Vec::store(d + v * W, Vec::load(sk + jr + v * W));
+      }
+      if (w > 0) {
+        float* d = dk + full * kc;
+        for (int64_t j = 0; j < w; ++j) d[j] = sk[full + j];
+        for (int64_t j = w; j < wp; ++j) d[j] = 0.0f;
+      }
+    }
+    return;
+  }
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int64_t w = nc - jr < NR ? nc - jr : NR;
     const int64_t wp = (w + W - 1) / W * W;
     float* d = dst + (jr / NR) * kc * NR;
-    if (!tb) {
-      const float* s = B + k0 * ldb + j0 + jr;
-      for (int64_t k = 0; k < kc; ++k) {
-        float* dk = d + k * NR;
-        const float* sk = s + k * ldb;
-        if (w == NR) {
-#pragma GCC unroll 4
-          for (int v = 0; v < kNV; ++v) Vec::store(dk + v * W, Vec::load(sk + v * W));
-        } else {
-          for (int64_t j = 0; j < w; ++j) dk[j] = sk[j];
-          for (int64_t j = w; j < wp; ++j) dk[j] = 0.0f;
-        }
-      }
-    } else {
-      // B stored [N, K]: column j of op(B) is row j0 + jr + j of B, read along K.
-      for (int64_t j = 0; j < w; ++j) {
-        const float* s = B + (j0 + jr + j) * ldb + k0;
-        for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
-      }
-      if (wp > w)
-        for (int64_t k = 0; k < kc; ++k)
-          for (int64_t j = w; j < wp; ++j) d[k * NR + j] = 0.0f;
+    // B stored [N, K]: column j of op(B) is row j0 + jr + j of B, read along K.
+    for (int64_t j = 0; j < w; ++j) {
+      const float* s = B + (j0 + jr + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
     }
+    if (wp > w)
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t j = w; j < wp; ++j) d[k * NR + j] = 0.0f;
   }
 }
 
@@ -215,10 +225,48 @@ void dot_rows(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
   }
 }
 
-// Row panels [i0, M) x columns [j0, j0+nc) of C against B read from bp (panels of NR columns with row
-// stride bs, or B in place with bs = ldb when b_direct).
+// Spreads software prefetches (into L2) of a strided region (rows of row_bytes, stride bytes apart) over
+// the micro-kernel calls of a sweep, so the B block packed next arrives from memory while this one is
+// multiplied instead of stalling the packing loop.
+struct Prefetcher {
+  const char* base = nullptr;
+  int64_t rows = 0, stride = 0, row_bytes = 0, per_call = 0;
+  int64_t r = 0;
+  uintptr_t line = 0, last = 0;
+  void start_row() {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(base + r * stride);
+    line = a & ~uintptr_t{63};
+    last = (a + static_cast<uintptr_t>(row_bytes) - 1) & ~uintptr_t{63};
+  }
+  void init(const float* p, int64_t nrows, int64_t ld, int64_t len, int64_t calls) {
+    base = reinterpret_cast<const char*>(p);
+    rows = nrows;
+    stride = ld * 4;
+    row_bytes = len * 4;
+    r = 0;
+    per_call = calls > 0 ? (nrows * ((row_bytes + 63) / 64 + 1) + calls - 1) / calls : 0;
+    if (rows > 0) start_row();
+  }
+  // Writes the next lines of the region (at most per_call and n of them) to out; returns how many.
+  int64_t fill(const char** out, int64_t n) {
+    int64_t i = 0;
+    for (; i < n && i < per_call && r < rows; ++i) {
+      out[i] = reinterpret_cast<const char*>(line);
+      if (line == last) {
+        if (++r < rows) start_row();
+      } else {
+        line += 64;
+      }
+    }
+    return i;
+  }
+};
+
+// Row panels [0, M) x columns [0, nc) of C against B read from bp (panels of NR columns with row
+// stride bs, or B in place with bs = ldb when b_direct); pf (may be null) hands each call its share of
+// lines to prefetch.
 void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_t lda, const float* bp,
-           int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc) {
+           int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc, Prefetcher* pf) {
   for (int64_t ir = 0; ir < M; ir += kMR) {
     const int rows = static_cast<int>(M - ir < kMR ? M - ir : kMR);
     const float* a = ta ? A + ir : A + ir * lda;
@@ -227,7 +275,9 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
       const int nv = static_cast<int>((w + W - 1) / W);
       const int last_n = static_cast<int>(w - (nv - 1) * W);
       const float* b = b_direct ? bp + jr : bp + (jr / NR) * kc * NR;
-      pick_micro(ta, b_direct, rows, nv)(kc, a, lda, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta);
+      const char* pfl[kKC / kPfEvery + 1];
+      const int64_t npf = pf ? pf->fill(pfl, kc / kPfEvery + 1) : 0;
+      pick_micro(ta, b_direct, rows, nv)(kc, a, lda, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, pfl, npf);
     }
   }
 }
@@ -250,7 +300,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
   }
   if (!tb && M <= kMR) {
     // One row panel: each B value is used once, so packing it would only add a copy.
-    sweep(ta, true, M, K, A, lda, B, ldb, N, alpha, beta, C, ldc);
+    sweep(ta, true, M, K, A, lda, B, ldb, N, alpha, beta, C, ldc, nullptr);
     return true;
   }
   const int64_t kblocks = (K + kKC - 1) / kKC;
@@ -261,13 +311,31 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
   if (ncb > n_round) ncb = n_round;
   float* buf = scratch(static_cast<size_t>(kc_max * ncb));
   if (!buf) return false;
+  const int64_t row_panels = (M + kMR - 1) / kMR;
+  Prefetcher pf;
   for (int64_t jc = 0; jc < N; jc += ncb) {
     const int64_t nc = N - jc < ncb ? N - jc : ncb;
     for (int64_t pc = 0; pc < K; pc += kc_max) {
       const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
-      pack_b(tb, B, ldb, pc, kc, jc, nc, buf);
+      // The block after this one: the next K block of these columns, else the first of the next columns.
+      int64_t nj = jc, np = pc + kc;
+      if (np >= K) {
+        nj = jc + ncb;
+        np = 0;
+      }
+      Prefetcher* p = nullptr;
+      const int64_t calls = row_panels * ((nc + NR - 1) / NR);
+      if (nj < N) {
+        const int64_t nnc = N - nj < ncb ? N - nj : ncb, nkc = K - np < kc_max ? K - np : kc_max;
+        if (tb)
+          pf.init(B + nj * ldb + np, nnc, ldb, nkc, calls);
+        else
+          pf.init(B + np * ldb + nj, nkc, ldb, nnc, calls);
+        p = &pf;
+      }
       const float* a = ta ? A + pc * lda : A + pc;
-      sweep(ta, false, M, kc, a, lda, buf, NR, nc, alpha, pc == 0 ? beta : 1.0f, C + jc, ldc);
+      pack_b(tb, B, ldb, pc, kc, jc, nc, buf);
+      sweep(ta, false, M, kc, a, lda, buf, NR, nc, alpha, pc == 0 ? beta : 1.0f, C + jc, ldc, p);
     }
   }
   return true;
