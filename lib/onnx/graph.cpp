@@ -1,5 +1,7 @@
 // Graph index over a ModelProto's main graph: NodeDefs, producers, consumers, topological order.
 #include <deque>
+#include <functional>
+#include <queue>
 #include <set>
 
 #include "frugal/model.h"
@@ -87,7 +89,7 @@ StatusOr<NodeDef> node_from_proto(const onnx::NodeProto& n, const Model& model) 
 StatusOr<Graph> Graph::build(const Model& model) {
   Graph g;
   const auto& gp = model.proto().graph();
-  for (const auto& t : gp.initializer()) g.inits_[t.name()] = &t;
+  for (const auto& t : gp.initializer()) g.inits_[t.name()] = &model.resolve(t);
   for (const auto& t : gp.sparse_initializer()) g.sparse_inits_[t.values().name()] = &t;
   for (const auto& v : gp.input()) {
     ValueInfo vi = value_info_from_proto(v);
@@ -120,7 +122,7 @@ StatusOr<Graph> Graph::build(const Model& model) {
     g.nodes_.push_back(std::move(nd));
   }
 
-  // Kahn's algorithm, stable in file order.
+  // Kahn's algorithm.
   std::set<std::string> available;
   for (const auto& v : gp.input()) available.insert(v.name());
   for (const auto& kv : g.inits_) available.insert(kv.first);
@@ -137,13 +139,16 @@ StatusOr<Graph> Graph::build(const Model& model) {
       ++pending[i];
     }
   }
-  std::deque<size_t> ready;
+  // Always the ready node that comes first in the file: a file in topological order (as ONNX asks)
+  // runs in file order, so a weight's DequantizeLinear placed before its consumer runs there instead
+  // of with every other weight at the start, and the executor holds one dequantized weight at a time.
+  std::priority_queue<size_t, std::vector<size_t>, std::greater<size_t>> ready;
   for (size_t i = 0; i < g.nodes_.size(); ++i)
-    if (pending[i] == 0) ready.push_back(i);
+    if (pending[i] == 0) ready.push(i);
   std::vector<bool> done(g.nodes_.size(), false);
   while (!ready.empty()) {
-    const size_t i = ready.front();
-    ready.pop_front();
+    const size_t i = ready.top();
+    ready.pop();
     g.topo_.push_back(i);
     done[i] = true;
     for (const auto& o : g.nodes_[i].outputs) {
@@ -151,7 +156,7 @@ StatusOr<Graph> Graph::build(const Model& model) {
       auto it = g.consumers_.find(o);
       if (it == g.consumers_.end()) continue;
       for (size_t c : it->second)
-        if (--pending[c] == 0) ready.push_back(c);
+        if (--pending[c] == 0) ready.push(c);
     }
   }
   if (g.topo_.size() != g.nodes_.size()) {
@@ -161,7 +166,55 @@ StatusOr<Graph> Graph::build(const Model& model) {
   for (const auto& o : g.outputs_)
     if (!g.producer_.count(o.name) && !available.count(o.name))
       return InvalidModel("graph output '" + o.name + "' is produced by no node");
+  g.defer_constant_nodes();
   return g;
+}
+
+void Graph::defer_constant_nodes() {
+  // A constant node reads only initializers and other constant nodes' outputs (a weight's
+  // DequantizeLinear, a Constant, a Reshape of a weight). Quantizers write every weight's
+  // DequantizeLinear at the top of the file; run in that order, the executor would hold every
+  // dequantized float weight at once (57 MB on a BERT-base-width encoder). Each constant node runs
+  // instead just before its first consumer, and its output is freed after its last.
+  // Subgraphs read outer tensors without naming them as inputs: such graphs keep the plain order.
+  if (!subgraph_nodes_.empty()) return;
+  const size_t n = nodes_.size();
+  std::vector<char> is_const(n, 0), emitted(n, 0);
+  for (size_t i : topo_) {
+    bool c = true;
+    for (const auto& in : nodes_[i].inputs) {
+      if (in.empty() || inits_.count(in) || sparse_inits_.count(in)) continue;
+      auto p = producer_.find(in);
+      if (p != producer_.end() && is_const[p->second]) continue;
+      c = false;
+      break;
+    }
+    is_const[i] = c;
+  }
+  std::vector<size_t> order;
+  order.reserve(n);
+  // Emits constant node `i` after the constant nodes it reads (depth is that of a constant chain).
+  std::function<void(size_t)> emit_const = [&](size_t i) {
+    if (emitted[i]) return;
+    emitted[i] = 1;
+    for (const auto& in : nodes_[i].inputs) {
+      auto p = in.empty() ? producer_.end() : producer_.find(in);
+      if (p != producer_.end()) emit_const(p->second);
+    }
+    order.push_back(i);
+  };
+  for (size_t i : topo_) {
+    if (is_const[i]) continue;
+    for (const auto& in : nodes_[i].inputs) {
+      auto p = in.empty() ? producer_.end() : producer_.find(in);
+      if (p != producer_.end() && is_const[p->second]) emit_const(p->second);
+    }
+    order.push_back(i);
+    emitted[i] = 1;
+  }
+  for (size_t i : topo_)
+    if (!emitted[i]) emit_const(i);  // constants only graph outputs read, or nothing
+  topo_ = std::move(order);
 }
 
 int64_t Graph::producer(const std::string& tensor) const {

@@ -4,9 +4,11 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format.h>
 #include <google/protobuf/wire_format_lite.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -106,6 +108,100 @@ std::vector<onnx::TensorProto*> all_tensors(onnx::ModelProto* m) {
   return out;
 }
 
+// A tensor that stores no values although it has elements: a shell (name, type, shape) of a
+// byte-less structure copy.
+bool holds_no_data(const onnx::TensorProto& t) {
+  if (t.has_raw_data() || is_external(t) || t.float_data_size() || t.int32_data_size() || t.string_data_size() ||
+      t.int64_data_size() || t.double_data_size() || t.uint64_data_size())
+    return false;
+  for (int64_t d : t.dims())
+    if (d <= 0) return false;
+  return true;
+}
+
+bool same_type_and_shape(const onnx::TensorProto& a, const onnx::TensorProto& b) {
+  return a.data_type() == b.data_type() && a.dims_size() == b.dims_size() &&
+         std::equal(a.dims().begin(), a.dims().end(), b.dims().begin());
+}
+
+// Wire-format writing of a model whose graph initializers are written through `resolve` (shared
+// tensors in place of their shells), field by field in field-number order as protobuf itself writes
+// them, so the file is byte-identical to serializing the materialized model.
+using google::protobuf::FieldDescriptor;
+using google::protobuf::io::CodedOutputStream;
+using google::protobuf::internal::WireFormat;
+using google::protobuf::internal::WireFormatLite;
+constexpr int kModelGraphField = onnx::ModelProto::kGraphFieldNumber;
+constexpr int kGraphInitializerField = onnx::GraphProto::kInitializerFieldNumber;
+
+template <typename Resolve>
+size_t graph_wire_size(const onnx::GraphProto& g, const Resolve& resolve) {
+  std::vector<const FieldDescriptor*> fields;
+  g.GetReflection()->ListFields(g, &fields);
+  size_t n = WireFormat::ComputeUnknownFieldsSize(g.GetReflection()->GetUnknownFields(g));
+  for (const FieldDescriptor* f : fields) {
+    if (f->number() != kGraphInitializerField) {
+      n += WireFormat::FieldByteSize(f, g);
+      continue;
+    }
+    for (const auto& t : g.initializer()) {
+      const size_t s = resolve(t).ByteSizeLong();
+      n += WireFormatLite::TagSize(kGraphInitializerField, WireFormatLite::TYPE_MESSAGE) +
+           CodedOutputStream::VarintSize64(s) + s;
+    }
+  }
+  return n;
+}
+
+template <typename Resolve>
+size_t model_wire_size(const onnx::ModelProto& m, const Resolve& resolve, size_t* graph_size) {
+  std::vector<const FieldDescriptor*> fields;
+  m.GetReflection()->ListFields(m, &fields);
+  size_t n = WireFormat::ComputeUnknownFieldsSize(m.GetReflection()->GetUnknownFields(m));
+  for (const FieldDescriptor* f : fields) {
+    if (f->number() != kModelGraphField) {
+      n += WireFormat::FieldByteSize(f, m);
+      continue;
+    }
+    *graph_size = graph_wire_size(m.graph(), resolve);
+    n += WireFormatLite::TagSize(kModelGraphField, WireFormatLite::TYPE_MESSAGE) +
+         CodedOutputStream::VarintSize64(*graph_size) + *graph_size;
+  }
+  return n;
+}
+
+// Writes `m` as model_wire_size measured it (sizes are cached by that call).
+template <typename Resolve>
+void write_model_wire(const onnx::ModelProto& m, const Resolve& resolve, size_t graph_size, CodedOutputStream* out) {
+  std::vector<const FieldDescriptor*> fields;
+  m.GetReflection()->ListFields(m, &fields);
+  for (const FieldDescriptor* f : fields) {
+    if (f->number() != kModelGraphField) {
+      WireFormat::SerializeFieldWithCachedSizes(f, m, out);
+      continue;
+    }
+    WireFormatLite::WriteTag(kModelGraphField, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, out);
+    out->WriteVarint64(graph_size);
+    const onnx::GraphProto& g = m.graph();
+    std::vector<const FieldDescriptor*> gfields;
+    g.GetReflection()->ListFields(g, &gfields);
+    for (const FieldDescriptor* gf : gfields) {
+      if (gf->number() != kGraphInitializerField) {
+        WireFormat::SerializeFieldWithCachedSizes(gf, g, out);
+        continue;
+      }
+      for (const auto& t : g.initializer()) {
+        const onnx::TensorProto& r = resolve(t);
+        WireFormatLite::WriteTag(kGraphInitializerField, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, out);
+        out->WriteVarint64(r.GetCachedSize());
+        r.SerializeWithCachedSizes(out);
+      }
+    }
+    WireFormat::SerializeUnknownFields(g.GetReflection()->GetUnknownFields(g), out);
+  }
+  WireFormat::SerializeUnknownFields(m.GetReflection()->GetUnknownFields(m), out);
+}
+
 }  // namespace
 
 StatusOr<std::shared_ptr<Model>> Model::load(const fs::path& path, const LoadOptions& opts) {
@@ -163,7 +259,43 @@ int Model::opset(const std::string& domain) const {
   return 0;
 }
 
-StatusOr<Tensor> Model::initializer(const onnx::TensorProto& t) const { return tensor_from_proto(t, resolver_.get()); }
+StatusOr<Tensor> Model::initializer(const onnx::TensorProto& t) const {
+  return tensor_from_proto(resolve(t), resolver_.get());
+}
+
+size_t Model::share_initializer_bytes(std::shared_ptr<const Model> source) {
+  if (!source || source.get() == this) return 0;
+  std::map<std::string, const onnx::TensorProto*> by_name;
+  for (const auto& t : source->proto().graph().initializer()) by_name[t.name()] = &source->resolve(t);
+  size_t n = 0;
+  for (auto& t : *proto_.mutable_graph()->mutable_initializer()) {
+    if (!holds_no_data(t)) continue;
+    auto it = by_name.find(t.name());
+    if (it == by_name.end() || !same_type_and_shape(t, *it->second)) continue;
+    const onnx::TensorProto& s = *it->second;
+    if (s.has_raw_data() && !is_external(s)) {
+      shared_[t.name()] = &s;
+      ++n;
+    } else {
+      t = s;  // typed fields or external data: small or already mapped, copied as before
+    }
+  }
+  if (n) bytes_source_ = std::move(source);
+  return n;
+}
+
+const onnx::TensorProto& Model::resolve(const onnx::TensorProto& t) const {
+  if (shared_.empty() || !holds_no_data(t)) return t;
+  auto it = shared_.find(t.name());
+  return it != shared_.end() && same_type_and_shape(t, *it->second) ? *it->second : t;
+}
+
+size_t Model::serialized_size() const {
+  if (shared_.empty()) return proto_.ByteSizeLong();
+  size_t graph_size = 0;
+  return model_wire_size(proto_, [this](const onnx::TensorProto& t) -> const onnx::TensorProto& { return resolve(t); },
+                         &graph_size);
+}
 
 Status Model::save(const fs::path& path, const SaveOptions& opts) const {
   if (!opts.allow_overwrite_input) {
@@ -184,16 +316,40 @@ Status Model::save(const fs::path& path, const SaveOptions& opts) const {
     // Read back what was written before it replaces anything.
     return verify_written_proto(model_file.temp_path(), expected, "written model '" + path.string() + "'");
   };
-  // Nothing external and nothing to externalise: the model is written as it is, without a copy.
+  // Nothing external and nothing to externalise: the model is written as it is, without a copy
+  // (shared tensors are written from their source in place of their shells).
   bool any_external = false;
   for (auto* t : all_tensors(const_cast<onnx::ModelProto*>(&proto_))) any_external |= is_external(*t);
-  if (!any_external && !opts.external_data && proto_.ByteSizeLong() <= kProtoLimit) {
+  if (!any_external && !opts.external_data && serialized_size() <= kProtoLimit) {
     AtomicFile model_file(path);
-    FRUGAL_RETURN_IF_ERROR(write_model(proto_, model_file));
+    if (shared_.empty()) {
+      FRUGAL_RETURN_IF_ERROR(write_model(proto_, model_file));
+    } else {
+      auto resolve_fn = [this](const onnx::TensorProto& t) -> const onnx::TensorProto& { return resolve(t); };
+      size_t graph_size = 0;
+      const size_t expected = model_wire_size(proto_, resolve_fn, &graph_size);
+      {
+        std::ofstream f(model_file.temp_path(), std::ios::binary | std::ios::trunc);
+        if (!f) return IoError("cannot write '" + path.string() + "' (directory missing or not writable)");
+        {
+          google::protobuf::io::OstreamOutputStream os(&f, 1 << 20);
+          CodedOutputStream out(&os);
+          write_model_wire(proto_, resolve_fn, graph_size, &out);
+          if (out.HadError()) return IoError("serialising model to '" + path.string() + "' failed");
+        }
+        f.flush();
+        if (!f) return IoError("write to '" + path.string() + "' failed (disk full?)");
+      }
+      FRUGAL_RETURN_IF_ERROR(verify_written_proto(model_file.temp_path(), expected, "written model '" + path.string() + "'"));
+    }
     return model_file.commit();
   }
 
   onnx::ModelProto out = proto_;
+  for (auto& t : *out.mutable_graph()->mutable_initializer()) {
+    const onnx::TensorProto& r = resolve(t);
+    if (&r != &t) t = r;  // shared tensors materialized: this path rewrites every tensor anyway
+  }
   auto tensors = all_tensors(&out);
   bool has_external = false;
   for (auto* t : tensors) has_external |= is_external(*t);

@@ -67,7 +67,9 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
 
   // Opset: DynamicQuantizeLinear needs 11; raise to 13 as the weight-only form does (per-channel
   // DequantizeLinear for the Conv weights it keeps).
-  onnx::ModelProto proto = model.proto();
+  // A copy without the weights' bytes, as in the static pass: weights are read from `model`, and
+  // the initializers left as they were share `model`'s bytes at the end.
+  onnx::ModelProto proto = quant_pass::structure_copy(model.proto());
   quant_pass::name_unnamed_nodes(proto.mutable_graph());  // stable "#i" names before the upgrade shifts indices
   int opset = res.opset_before;
   if (opset < 13) {
@@ -88,7 +90,13 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
   }
   res.opset_after = opset;
   auto work = Model::from_proto(proto, model.base_dir());
+  const Graph source_graph = std::move(graph);  // indexes `model`, whose initializers hold the bytes
   FRUGAL_ASSIGN_OR_RETURN(graph, Graph::build(*work));
+  // From the source model, or from the upgraded copy for constants the opset upgrade added.
+  auto initializer_value = [&](const std::string& name) -> StatusOr<Tensor> {
+    if (const onnx::TensorProto* t = source_graph.initializer(name)) return model.initializer(*t);
+    return work->initializer(*graph.initializer(name));
+  };
   auto float_init = [&](const std::string& name) -> const onnx::TensorProto* {
     const onnx::TensorProto* t = name.empty() ? nullptr : graph.initializer(name);
     return t && t->data_type() == onnx::TensorProto::FLOAT ? t : nullptr;
@@ -178,7 +186,7 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
     const std::string key = p.weight + (p.transposed ? "#T" : "#") + std::to_string(axis);
     auto wit = wcache.find(key);
     if (wit == wcache.end()) {
-      FRUGAL_ASSIGN_OR_RETURN(Tensor w, work->initializer(*graph.initializer(p.weight)));
+      FRUGAL_ASSIGN_OR_RETURN(Tensor w, initializer_value(p.weight));
       QW qw;
       qw.w = quantize_weight(as_k_by_n(w, p.transposed), axis, wrange);
       const std::string stem = p.weight + (p.transposed ? "_transposed" : "");
@@ -217,7 +225,7 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
       dst.push_back(make_node("Mul", names.make(base + "_Mul"), {accf, scale}, {scaled}));
       std::string c = p.bias;
       if (p.beta != 1.0f) {  // beta * C folded into a new initializer (C is a float initializer here)
-        FRUGAL_ASSIGN_OR_RETURN(Tensor ct, work->initializer(*graph.initializer(p.bias)));
+        FRUGAL_ASSIGN_OR_RETURN(Tensor ct, initializer_value(p.bias));
         Tensor cf = ct.to_float();
         std::vector<float> v(cf.data<float>(), cf.data<float>() + cf.numel());
         for (float& e : v) e *= p.beta;
@@ -256,7 +264,9 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
   quant_pass::drop_unread_initializers(g, replaced_inits);
 
   res.nodes = std::move(infos);
+  quant_pass::fill_from_source(&proto, model, source_graph);
   res.model = Model::from_proto(std::move(proto), model.base_dir());
+  quant_pass::share_source_bytes(*res.model, model);
   return res;
 }
 

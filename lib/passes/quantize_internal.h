@@ -129,6 +129,30 @@ inline onnx::ModelProto structure_copy(const onnx::ModelProto& src) {
   return m;
 }
 
+// The initializers of `proto` (a structure copy of `source`, transformed) that are still byte-less
+// shells of source tensors get their data back. Inline dense initializers stay shells when `source`
+// is held by a shared_ptr: share_source_bytes then lets the output read the source's bytes in place
+// (an untouched embedding is not copied). Everything else is copied (generated names never collide
+// with source names).
+inline void fill_from_source(onnx::ModelProto* proto, const Model& source, const Graph& source_graph) {
+  const bool can_share = static_cast<bool>(source.weak_from_this().lock());
+  for (auto& t : *proto->mutable_graph()->mutable_initializer()) {
+    const onnx::TensorProto* src = source_graph.initializer(t.name());
+    if (!src) continue;
+    if (can_share && src->has_raw_data() && !src->raw_data().empty() && !is_external(*src)) continue;
+    t = *src;
+  }
+  for (auto& sp : *proto->mutable_graph()->mutable_sparse_initializer()) {
+    auto it = source_graph.sparse_initializers().find(sp.values().name());
+    if (it != source_graph.sparse_initializers().end()) sp = *it->second;
+  }
+}
+
+// The second half of fill_from_source, once the output Model exists.
+inline void share_source_bytes(Model& out, const Model& source) {
+  if (auto src = source.weak_from_this().lock()) out.share_initializer_bytes(std::move(src));
+}
+
 // Names every unnamed node "#i" (its index), as the graph index reports it, unless a node already
 // carries that name (then "#i_1", ...).
 inline void name_unnamed_nodes(onnx::GraphProto* g) {

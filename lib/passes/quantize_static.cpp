@@ -361,6 +361,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       const std::string j = std::to_string(weight_count++);
       const std::string qn = names.make("wq" + j), dn = names.make("wdq" + j);
       add_init(g, qn, qw.q);
+      qw.q = Tensor();  // the initializer holds the int8 bytes now; the cache keeps scales and range
       const bool scalar = axis < 0;
       const int64_t channels = static_cast<int64_t>(qw.scales.size());
       const std::string sn = params.get(
@@ -434,17 +435,9 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     if (quantized[ni]) infos[ni].form = weight_only ? "weight-only" : "qdq";
     if (!infos[ni].op_type.empty() && (quantized[ni] || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
   }
-  if (!plan) {
-    // The source model's initializers still in the graph are byte-less shells of the structure
-    // copy (generated names never collide with source names): give them their bytes.
-    for (auto& t : *g->mutable_initializer())
-      if (const onnx::TensorProto* src = source_graph.initializer(t.name())) t = *src;
-    for (auto& sp : *g->mutable_sparse_initializer()) {
-      auto it = source_graph.sparse_initializers().find(sp.values().name());
-      if (it != source_graph.sparse_initializers().end()) sp = *it->second;
-    }
-  }
+  if (!plan) quant_pass::fill_from_source(&proto, model, source_graph);
   res.model = Model::from_proto(std::move(proto), model.base_dir());
+  if (!plan) quant_pass::share_source_bytes(*res.model, model);
   return res;
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <set>
 #include <sstream>
+#include <sys/resource.h>
 
 #include "frugal/energy.h"
 #include "frugal/file_util.h"
@@ -71,7 +72,7 @@ std::string fmt_range(double a, double b) {
   return buf;
 }
 
-uintmax_t serialized_size(const Model& m) { return m.proto().ByteSizeLong(); }
+uintmax_t serialized_size(const Model& m) { return m.serialized_size(); }
 
 }  // namespace
 
@@ -148,8 +149,25 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     }
     return *sha_value;
   };
+  // Per phase, in order, for the report: wall seconds and the process's peak RSS when it ended
+  // (where the time and the memory of a run go).
+  struct Phase {
+    std::string name;
+    double seconds;
+    double peak_rss_mib;
+  };
+  std::vector<Phase> phases;
+  auto t_phase = t0;
+  auto mark = [&](const char* name) {
+    const auto now = clock::now();
+    struct rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    phases.push_back({name, std::chrono::duration<double>(now - t_phase).count(), static_cast<double>(ru.ru_maxrss) / 1024.0});
+    t_phase = now;
+  };
   FRUGAL_ASSIGN_OR_RETURN(std::shared_ptr<Model> model, Model::load(job.model_path));
   FRUGAL_ASSIGN_OR_RETURN(Graph graph, Graph::build(*model));
+  mark("load");
   const bool dynamic = job.quant.dynamic;
 
   std::unique_ptr<Dataset> calib_data;
@@ -175,8 +193,10 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
       FRUGAL_ASSIGN_OR_RETURN(co.tensors, static_quantization_tensors(*model, job.quant));
     }
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
+    mark("calibrate");
     table.model_path = job.model_path.string();
     FRUGAL_ASSIGN_OR_RETURN(table.model_sha256, model_sha_of());
+    mark("hash wait");
     have_table = true;
   }
   const auto t_calib = clock::now();
@@ -194,6 +214,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     return dynamic ? quantize_dynamic(*model, o) : quantize_static(*model, table, o);
   };
   FRUGAL_ASSIGN_OR_RETURN(QuantizeResult qr, do_quantize(qopts));
+  mark("quantize");
   std::vector<std::string> notes;  // the driver's own; the pass's notes come from the final result
 
   // Per-layer SQNR on the calibration data: float and quantized models side by side.
@@ -211,6 +232,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     if (it != sqnr.end()) n.sqnr_db = it->second;
   }
   const std::vector<NodeQuantInfo> first_nodes = qr.nodes;
+  if (sqnr_data && job.sqnr_samples > 0) mark("sqnr");
 
   // Fidelity on held-out data, and the --max-drop loop.
   std::optional<Fidelity> fid;
@@ -292,6 +314,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
         if (f.name == n.name) n.sqnr_db = f.sqnr_db;
   }
 
+  if (fid_data) mark(job.max_drop ? "fidelity and max-drop" : "fidelity");
   // Save (temp file + rename, input never modified).
   uintmax_t out_size = 0;
   if (gate.ok() && !job.output_path.empty()) {
@@ -305,6 +328,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     out_size = serialized_size(*qr.model);
   }
   const uintmax_t in_size = model->file_size() ? model->file_size() : serialized_size(*model);
+  mark("save");
   const auto t_end = clock::now();
 
   // ---- report ----
@@ -364,6 +388,12 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     auto e = energy_section(*model, *qr.model, EnergyOptions{});
     if (e.ok()) rep["energy"] = std::move(e).value();
     else rep["energy"] = {{"error", e.status().message()}};
+  }
+  mark("energy");
+  {
+    Json pj = Json::array();
+    for (const auto& ph : phases) pj.push_back({{"phase", ph.name}, {"seconds", ph.seconds}, {"peak_rss_mib", ph.peak_rss_mib}});
+    rep["summary"]["phases"] = pj;
   }
   notes.insert(notes.begin(), qr.notes.begin(), qr.notes.end());
   rep["notes"] = notes;

@@ -3,11 +3,13 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "frugal/dataset.h"
+#include "frugal/executor.h"
 #include "frugal/file_util.h"
 #include "frugal/model.h"
 
@@ -275,4 +277,110 @@ TEST_CASE("graph index: producers, consumers, topological order", "[model_io]") 
   auto gb = Graph::build(*Model::from_proto(bad));
   REQUIRE_FALSE(gb.ok());
   CHECK(gb.status().message().find("ghost") != std::string::npos);
+}
+
+TEST_CASE("constant nodes run just before their first consumer", "[model_io]") {
+  // A quantizer's layout: both weights' DequantizeLinear at the top of the file.
+  auto m = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1,2] x) => (float[1,2] y) {
+      w1 = DequantizeLinear(q1, s, z)
+      w2 = DequantizeLinear(q2, s, z)
+      h = MatMul(x, w1)
+      r = Relu(h)
+      y = MatMul(r, w2)
+    })",
+                       {{"q1", Tensor::from_vector<int8_t>({2, 2}, {1, 2, 3, 4})},
+                        {"q2", Tensor::from_vector<int8_t>({2, 2}, {1, 0, 0, -1})},
+                        {"s", Tensor::scalar<float>(0.5f)},
+                        {"z", Tensor::scalar<int8_t>(0)}});
+  auto g = Graph::build(*m);
+  REQUIRE(g.ok());
+  // File order would be 0 1 2 3 4; each DequantizeLinear moves down to its consumer.
+  CHECK(g->topo_order() == std::vector<size_t>{0, 2, 3, 1, 4});
+  auto ex = Executor::create(m);
+  REQUIRE(ex.ok());
+  auto out = (*ex)->run({{"x", Tensor::from_vector<float>({1, 2}, {1.0f, -2.0f})}});
+  REQUIRE(out.ok());
+  // w1 = [[0.5,1],[1.5,2]]: h = [1-3, 2-4] = [-2,-2], r = 0, y = 0; by hand.
+  const float* y = (*out)[0].second.data<float>();
+  CHECK(y[0] == 0.0f);
+  CHECK(y[1] == 0.0f);
+  auto out2 = (*ex)->run({{"x", Tensor::from_vector<float>({1, 2}, {2.0f, 0.0f})}});
+  REQUIRE(out2.ok());
+  // h = [1, 2] -> r = [1, 2]; w2 = [[0.5,0],[0,-0.5]]: y = [0.5, -1].
+  CHECK((*out2)[0].second.data<float>()[0] == 0.5f);
+  CHECK((*out2)[0].second.data<float>()[1] == -1.0f);
+}
+
+TEST_CASE("a model can share its source's initializer bytes: graph, executor and save see full tensors", "[model_io]") {
+  std::vector<float> wv(64 * 8), bv(8);
+  for (size_t i = 0; i < wv.size(); ++i) wv[i] = static_cast<float>(static_cast<int>(i % 13) - 6) * 0.25f;
+  for (size_t i = 0; i < bv.size(); ++i) bv[i] = static_cast<float>(i);
+  auto src = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1,64] x) => (float[1,8] y) {
+      h = MatMul(x, w)
+      y = Add(h, b)
+    })",
+                         {{"w", Tensor::from_vector<float>({64, 8}, wv)}});
+  // `b` stored in typed fields (float_data): not shareable in place, copied instead.
+  {
+    auto* t = src->mutable_proto().mutable_graph()->add_initializer();
+    t->set_name("b");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(8);
+    for (float v : bv) t->add_float_data(v);
+  }
+  // The full model as a pass would otherwise write it, and a byte-less copy sharing `src`'s bytes.
+  const onnx::ModelProto full = src->proto();
+  onnx::ModelProto shell = full;
+  for (auto& t : *shell.mutable_graph()->mutable_initializer()) {
+    t.clear_raw_data();
+    t.clear_float_data();
+  }
+  auto out = Model::from_proto(shell);
+  CHECK(out->share_initializer_bytes(src) == 1);
+  CHECK(out->shares_bytes());
+  // `b` was copied; `w` is still a shell in the proto but resolves to the source's tensor.
+  CHECK(out->proto().graph().initializer(1).float_data_size() == 8);
+  CHECK_FALSE(out->proto().graph().initializer(0).has_raw_data());
+  auto g = Graph::build(*out);
+  REQUIRE(g.ok());
+  CHECK(g->initializer("w") == &src->proto().graph().initializer(0));
+  CHECK(out->serialized_size() == full.ByteSizeLong());
+
+  // Runs like the source: y = x @ w + b, checked against a plain loop.
+  std::vector<float> xv(64);
+  for (size_t i = 0; i < xv.size(); ++i) xv[i] = static_cast<float>(i % 5) - 2.0f;
+  auto ex = Executor::create(out);
+  REQUIRE(ex.ok());
+  auto r = (*ex)->run({{"x", Tensor::from_vector<float>({1, 64}, xv)}});
+  REQUIRE(r.ok());
+  for (int j = 0; j < 8; ++j) {
+    double acc = bv[static_cast<size_t>(j)];
+    for (int k = 0; k < 64; ++k) acc += static_cast<double>(xv[static_cast<size_t>(k)]) * wv[static_cast<size_t>(k * 8 + j)];
+    CHECK((*r)[0].second.data<float>()[j] == Approx(acc).margin(1e-4));
+  }
+
+  // Saved, the file is exactly the full model's serialization (what protobuf itself writes).
+  TempDir tmp;
+  REQUIRE(out->save(tmp.path / "shared.onnx").ok());
+  auto bytes = read_file_bytes(tmp.path / "shared.onnx", "model");
+  REQUIRE(bytes.ok());
+  CHECK(*bytes == full.SerializeAsString());
+  // Re-externalising goes through a materialized copy and keeps the data.
+  SaveOptions so;
+  so.external_data = true;
+  REQUIRE(out->save(tmp.path / "ext.onnx", so).ok());
+  auto back = Model::load(tmp.path / "ext.onnx");
+  REQUIRE(back.ok());
+  auto wt = (*back)->initializer((*back)->proto().graph().initializer(0));
+  REQUIRE(wt.ok());
+  CHECK(std::memcmp(wt->data<float>(), wv.data(), wv.size() * sizeof(float)) == 0);
+  // The source outlives its last owner elsewhere: the shared model keeps it alive.
+  const onnx::TensorProto* w_src = &src->proto().graph().initializer(0);
+  src.reset();
+  CHECK(&out->resolve(out->proto().graph().initializer(0)) == w_src);
+  CHECK(out->initializer(out->proto().graph().initializer(0))->data<float>()[1] == wv[1]);
 }

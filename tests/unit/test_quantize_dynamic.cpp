@@ -24,10 +24,11 @@ const onnx::TensorProto* init(const onnx::ModelProto& m, const std::string& name
   return nullptr;
 }
 
-Tensor init_tensor(const onnx::ModelProto& m, const std::string& name) {
-  const onnx::TensorProto* t = init(m, name);
+// Through the Model: an initializer the pass left untouched may share the source model's bytes.
+Tensor init_tensor(const Model& model, const std::string& name) {
+  const onnx::TensorProto* t = init(model.proto(), name);
   REQUIRE(t);
-  auto r = tensor_from_proto(*t);
+  auto r = model.initializer(*t);
   REQUIRE(r.ok());
   return *r;
 }
@@ -191,16 +192,16 @@ TEST_CASE("integer dynamic form: graph structure, hand-derived weights and scale
   CHECK(smul->op_type() == "Mul");
   CHECK(smul->input(0) == dqls[0]->output(1));
   // W per column: scales 1/127, 2/127; q col 0: 127, 63.5 -> 64, -31.75 -> -32; col 1: -127, 64, 32.
-  Tensor wq = init_tensor(m, mmi->input(1));
+  Tensor wq = init_tensor(*r->model, mmi->input(1));
   CHECK(wq.dtype() == DType::kInt8);
   CHECK(wq.shape() == Shape{3, 2});
   std::vector<int8_t> got(wq.data<int8_t>(), wq.data<int8_t>() + 6);
   CHECK(got == std::vector<int8_t>{127, -127, 64, 64, -32, 32});
-  Tensor ws = init_tensor(m, smul->input(1));
+  Tensor ws = init_tensor(*r->model, smul->input(1));
   REQUIRE(ws.shape() == Shape{2});
   CHECK(ws.data<float>()[0] == Approx(1.0 / 127));
   CHECK(ws.data<float>()[1] == Approx(2.0 / 127));
-  Tensor wz = init_tensor(m, mmi->input(3));
+  Tensor wz = init_tensor(*r->model, mmi->input(3));
   CHECK(wz.dtype() == DType::kInt8);
   CHECK(wz.shape() == Shape{2});  // per-column zero point vector, all 0
   CHECK(wz.data<int8_t>()[0] == 0);
@@ -210,7 +211,7 @@ TEST_CASE("integer dynamic form: graph structure, hand-derived weights and scale
   const onnx::NodeProto* y3 = producer(m, "y3");
   REQUIRE(y3);
   CHECK(y3->op_type() == "Add");
-  Tensor cb = init_tensor(m, y3->input(1));
+  Tensor cb = init_tensor(*r->model, y3->input(1));
   REQUIRE(cb.numel() == 4);
   for (int i = 0; i < 4; ++i) CHECK(cb.data<float>()[i] == Approx(2.0f * kC[static_cast<size_t>(i)]));
   const onnx::NodeProto* gmul = producer(m, y3->input(0));
@@ -218,8 +219,8 @@ TEST_CASE("integer dynamic form: graph structure, hand-derived weights and scale
   const onnx::NodeProto* gmmi = producer(m, producer(m, gmul->input(0))->input(0));
   REQUIRE(gmmi);
   CHECK(gmmi->op_type() == "MatMulInteger");
-  CHECK(init_tensor(m, gmmi->input(1)).shape() == Shape{3, 4});
-  Tensor gs = init_tensor(m, producer(m, gmul->input(1))->input(1));
+  CHECK(init_tensor(*r->model, gmmi->input(1)).shape() == Shape{3, 4});
+  Tensor gs = init_tensor(*r->model, producer(m, gmul->input(1))->input(1));
   REQUIRE(gs.numel() == 4);
   CHECK(gs.data<float>()[0] == Approx(0.5 * 0.3 / 127));  // row 0 of B: absmax 0.3
   CHECK(gs.data<float>()[3] == Approx(0.5 * 2.0 / 127));
@@ -331,13 +332,13 @@ TEST_CASE("integer dynamic form: per-tensor, reduce range, fallbacks and filters
   auto mmis = nodes_of(m, "MatMulInteger");
   REQUIRE(mmis.size() == 2);  // y1, y2
   for (const auto* n : mmis) {
-    Tensor q = init_tensor(m, n->input(1));
+    Tensor q = init_tensor(*r->model, n->input(1));
     for (int64_t i = 0; i < q.numel(); ++i) CHECK(std::abs(q.data<int8_t>()[i]) <= 63);
-    CHECK(init_tensor(m, n->input(3)).rank() == 0);  // scalar zero point
+    CHECK(init_tensor(*r->model, n->input(3)).rank() == 0);  // scalar zero point
   }
   // Per tensor, 7 bits: W absmax 2 -> one scale 2/63.
   const onnx::NodeProto* smul = producer(m, producer(m, "y1")->input(1));
-  Tensor s = init_tensor(m, smul->input(1));
+  Tensor s = init_tensor(*r->model, smul->input(1));
   CHECK(s.rank() == 0);
   CHECK(s.data<float>()[0] == Approx(2.0 / 63));
   std::map<std::string, const NodeQuantInfo*> by_out;

@@ -72,7 +72,7 @@ struct SaveOptions {
   std::filesystem::path input_path;    // the model this output was derived from (guards in-place)
 };
 
-class Model {
+class Model : public std::enable_shared_from_this<Model> {
  public:
   static StatusOr<std::shared_ptr<Model>> load(const std::filesystem::path& path, const LoadOptions& opts = {});
   // A model from an in-memory proto (tests, passes). External data resolves against `base_dir`.
@@ -94,8 +94,24 @@ class Model {
   // re-inlined or re-externalised as `opts` says.
   Status save(const std::filesystem::path& path, const SaveOptions& opts = {}) const;
 
+  // Shared weights. A pass that leaves most weights untouched (the embedding of a transformer under
+  // quantization) builds its output from a byte-less copy of the graph and calls this: every main-graph
+  // initializer here that holds no data (a shell: name, type, shape) and names an inline initializer
+  // of `source` with the same type and shape reads that one's bytes instead of a copy; shells whose
+  // source data is elsewhere (external, typed fields) get a copy of the source tensor. The source is
+  // kept alive by this model. Returns how many tensors are shared.
+  size_t share_initializer_bytes(std::shared_ptr<const Model> source);
+  // `t` itself, or the source initializer whose bytes it shares. Readers of initializer data go
+  // through this (Graph::build does, so executors and passes see full tensors).
+  const onnx::TensorProto& resolve(const onnx::TensorProto& t) const;
+  bool shares_bytes() const { return !shared_.empty(); }
+  // The size of the serialized model, shared bytes included.
+  size_t serialized_size() const;
+
  private:
   onnx::ModelProto proto_;
+  std::shared_ptr<const Model> bytes_source_;
+  std::map<std::string, const onnx::TensorProto*> shared_;  // shell name -> source initializer
   std::filesystem::path path_;
   std::shared_ptr<ExternalDataResolver> resolver_;
   uintmax_t file_size_ = 0;
@@ -139,6 +155,7 @@ class Graph {
   const std::vector<size_t>& nodes_with_subgraphs() const { return subgraph_nodes_; }
 
  private:
+  void defer_constant_nodes();  // part of build: constant nodes run just before their first consumer
   std::vector<NodeDef> nodes_;
   std::vector<size_t> topo_;
   std::vector<ValueInfo> inputs_, outputs_;
