@@ -73,16 +73,8 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
   quant_pass::name_unnamed_nodes(proto.mutable_graph());  // stable "#i" names before the upgrade shifts indices
   int opset = res.opset_before;
   if (opset < 13) {
-    onnx::ModelProto trial = proto;
-    std::vector<std::string> notes;
-    Status st = upgrade_default_opset(trial, 13, &notes);
-    if (st.ok()) {
-      proto = std::move(trial);
-      opset = 13;
-      res.notes.insert(res.notes.end(), notes.begin(), notes.end());
-      res.notes.push_back("default-domain opset raised from " + std::to_string(res.opset_before) +
-                          " to 13 (DynamicQuantizeLinear needs 11, per-channel DequantizeLinear 13)");
-    } else if (opset < 11) {
+    Status st = quant_pass::try_raise_to_opset13(proto, opset, "DynamicQuantizeLinear needs 11, per-channel DequantizeLinear 13", res);
+    if (!st.ok() && opset < 11) {
       return Unsupported("the integer dynamic form needs opset >= 11 (DynamicQuantizeLinear) and the model (opset " +
                          std::to_string(opset) + ") cannot be raised: " + st.message() +
                          "; use --dynamic-form weight-only");

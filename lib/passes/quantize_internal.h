@@ -129,6 +129,21 @@ inline onnx::ModelProto structure_copy(const onnx::ModelProto& src) {
   return m;
 }
 
+// Raises `proto`'s default-domain opset from `opset` to 13 on a trial copy, keeping it only if the
+// upgrade succeeds (then `opset` is 13 and `res` gets the upgrade's notes plus one saying `why`).
+// Returns the upgrade's status; the caller decides what a failure means for its form.
+inline Status try_raise_to_opset13(onnx::ModelProto& proto, int& opset, const std::string& why, QuantizeResult& res) {
+  onnx::ModelProto trial = proto;
+  std::vector<std::string> notes;
+  Status st = upgrade_default_opset(trial, 13, &notes);
+  if (!st.ok()) return st;
+  proto = std::move(trial);
+  res.notes.insert(res.notes.end(), notes.begin(), notes.end());
+  res.notes.push_back("default-domain opset raised from " + std::to_string(opset) + " to 13 (" + why + ")");
+  opset = 13;
+  return st;
+}
+
 // The initializers of `proto` (a structure copy of `source`, transformed) that are still byte-less
 // shells of source tensors get their data back. Inline dense initializers stay shells when `source`
 // is held by a shared_ptr: share_source_bytes then lets the output read the source's bytes in place

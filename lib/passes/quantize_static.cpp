@@ -149,20 +149,12 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   bool per_channel = opts.per_channel;
   int opset = res.opset_before;
   if (opset < 13) {
-    onnx::ModelProto trial = proto;
-    std::vector<std::string> notes;
-    Status st = upgrade_default_opset(trial, 13, &notes);
-    if (st.ok()) {
-      proto = std::move(trial);
-      opset = 13;
-      res.notes.insert(res.notes.end(), notes.begin(), notes.end());
-      res.notes.push_back("default-domain opset raised from " + std::to_string(res.opset_before) +
-                          " to 13 (per-channel DequantizeLinear needs 13)");
-    } else if (opset >= 10) {
+    Status st = quant_pass::try_raise_to_opset13(proto, opset, "per-channel DequantizeLinear needs 13", res);
+    if (!st.ok() && opset >= 10) {
       per_channel = false;
       res.notes.push_back("opset " + std::to_string(opset) + " kept (" + st.message() +
                           "); weights quantized per tensor because per-channel needs opset 13");
-    } else {
+    } else if (!st.ok()) {
       return Unsupported("QDQ quantization needs opset >= 10 and the model (opset " + std::to_string(opset) +
                          ") cannot be raised: " + st.message());
     }
