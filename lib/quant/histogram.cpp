@@ -44,10 +44,11 @@ inline int64_t bin_of_f(float v, float scale, int64_t nb) {
   return t < 0 ? 0 : (t >= 2 * nb ? 2 * nb - 1 : t);
 }
 
-// Counts x[0:n) into out (2 * nb bins). Four interleaved 32-bit tables keep runs of equal values (the
-// zeros after a Relu) from serialising on one counter; they are folded into `out` under `mu`. Each
-// table has one extra slot that collects the non-finite values, which are then dropped.
-void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* out, std::mutex* mu) {
+// Counts x[0:n) into out (2 * nb bins) and its exact zeros (+0 and -0, which sit in bin nb) into
+// *zeros. Four interleaved 32-bit tables keep runs of equal values (the zeros after a Relu) from
+// serialising on one counter; they are folded into `out` under `mu`. Each table has one extra slot
+// that collects the non-finite values, which are then dropped.
+void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* out, uint64_t* zeros, std::mutex* mu) {
   const int64_t width = 2 * nb;
   // Float arithmetic is exact when the scale is a power of two within float's normal range.
   const bool pow2 = (nb & (nb - 1)) == 0 && scale < 1e37 && scale > 1e-37;
@@ -55,17 +56,21 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
     // Alone, count straight into `out`; beside other slices, into a local table merged under the lock.
     std::vector<uint64_t> local(mu ? static_cast<size_t>(width) : 0, 0);
     uint64_t* dst = mu ? local.data() : out;
+    uint64_t z = 0;
     if (pow2) {
       const float sf = static_cast<float>(scale);
       for (int64_t i = 0; i < n; ++i)
-        if (x[i] - x[i] == 0.0f) ++dst[bin_of_f(x[i], sf, nb)];
+        if (x[i] - x[i] == 0.0f) ++dst[bin_of_f(x[i], sf, nb)], z += x[i] == 0.0f;
     } else {
       for (int64_t i = 0; i < n; ++i)
-        if (x[i] - x[i] == 0.0f) ++dst[bin_of(x[i], scale, nb)];
+        if (x[i] - x[i] == 0.0f) ++dst[bin_of(x[i], scale, nb)], z += x[i] == 0.0f;
     }
     if (mu) {
       std::lock_guard<std::mutex> lock(*mu);
       for (int64_t b = 0; b < width; ++b) out[b] += local[static_cast<size_t>(b)];
+      *zeros += z;
+    } else {
+      *zeros += z;
     }
     return;
   }
@@ -75,10 +80,13 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
   uint32_t* t1 = t0 + stride;
   uint32_t* t2 = t1 + stride;
   uint32_t* t3 = t2 + stride;
+  uint64_t z = 0;  // exact zeros
   auto flush = [&] {
     std::unique_lock<std::mutex> lock;
     if (mu) lock = std::unique_lock<std::mutex>(*mu);
     for (int64_t b = 0; b < width; ++b) out[b] += uint64_t{t0[b]} + t1[b] + t2[b] + t3[b];
+    *zeros += z;
+    z = 0;
   };
 #if defined(__SSE2__)
   const __m128 vscale = _mm_set1_ps(static_cast<float>(scale));
@@ -96,9 +104,11 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
     int64_t i = start;
 #if defined(__SSE2__)
     alignas(16) int32_t idx[4];
+    __m128i vz = _mm_setzero_si128();  // exact zeros per lane (at most 2^28 per block)
     for (; i + 4 <= stop; i += 4) {
       // bin_of_f on four values at once; non-finite values go to the drop slot.
       const __m128 v = _mm_loadu_ps(x + i);
+      vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(v, fzero)));  // all-ones lanes add 1
       const __m128 finite = _mm_cmpeq_ps(_mm_sub_ps(v, v), fzero);
       const __m128 y = _mm_mul_ps(v, vscale);
       __m128i q = _mm_cvttps_epi32(y);
@@ -117,9 +127,12 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
       ++t2[idx[2]];
       ++t3[idx[3]];
     }
+    alignas(16) uint32_t z4[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(z4), vz);
+    z += uint64_t{z4[0]} + z4[1] + z4[2] + z4[3];
 #endif
     for (; i < stop; ++i)
-      if (x[i] - x[i] == 0.0f) ++t0[bin_of_f(x[i], sf, nb)];
+      if (x[i] - x[i] == 0.0f) ++t0[bin_of_f(x[i], sf, nb)], z += x[i] == 0.0f;
     if (stop < n) {
       flush();
       std::fill(t.begin(), t.end(), 0u);
@@ -172,11 +185,11 @@ void Histogram::add(const float* x, int64_t n, double absmax) {
     parallel_for(tasks, 1, [&](int64_t b, int64_t e2) {
       for (int64_t t = b; t < e2; ++t) {
         const int64_t s = n * t / tasks, f = n * (t + 1) / tasks;
-        count_slice(x + s, f - s, scale, nb, counts_.data(), &mu);
+        count_slice(x + s, f - s, scale, nb, counts_.data(), &zeros_, &mu);
       }
     });
   } else {
-    count_slice(x, n, scale, nb, counts_.data(), nullptr);
+    count_slice(x, n, scale, nb, counts_.data(), &zeros_, nullptr);
   }
 }
 
@@ -187,6 +200,7 @@ Status Histogram::merge(const Histogram& o) {
     *this = o;
     return OkStatus();
   }
+  zeros_ += o.zeros_;  // exact zeros stay in bin nb whatever the range
   if (o.exp_ > exp_) grow_to(o.exp_);
   if (o.exp_ < exp_) {
     Histogram g = o;
@@ -307,7 +321,16 @@ int entropy_search(const std::vector<uint64_t>& mag, int levels) {
 
 double entropy_threshold(const Histogram& h, int levels) {
   if (h.empty() || h.total() == 0) return 0.0;
-  return entropy_search(h.magnitude_counts(), levels) * h.bin_width();
+  std::vector<uint64_t> mag = h.magnitude_counts();
+  mag[0] -= std::min(mag[0], h.zeros());  // exact zeros all sit in magnitude bin 0
+  return entropy_search(mag, levels) * h.bin_width();
+}
+
+int entropy_levels(double obs_min, double obs_max) { return obs_min >= 0 || obs_max <= 0 ? 256 : 128; }
+
+std::pair<double, double> entropy_range(const Histogram& h, double obs_min, double obs_max) {
+  const double t = entropy_threshold(h, entropy_levels(obs_min, obs_max));
+  return {std::max(obs_min, -t), std::min(obs_max, t)};
 }
 
 std::pair<double, double> mse_range(const Histogram& h, double obs_min, double obs_max, int levels, int steps) {

@@ -49,6 +49,7 @@ TEST_CASE("histogram bins are hand-computable and survive range growth", "[calib
   h.add(a, 7);
   CHECK(h.limit() == 4.0);
   CHECK(h.total() == 5);  // NaN and inf skipped
+  CHECK(h.zeros() == 1);
   auto c = h.counts();
   CHECK(c[16] == 1);  // 0
   CHECK(c[18] == 1);  // 0.5 / 0.25 = 2
@@ -67,11 +68,19 @@ TEST_CASE("histogram bins are hand-computable and survive range growth", "[calib
   CHECK(c[14] == 1);  // -1 -> -2
   CHECK(c[30] == 1);  // 7 -> 14
   CHECK(h.total() == 6);
+  CHECK(h.zeros() == 1);  // range growth leaves the exact zeros alone
   // The other order counts identically.
   Histogram g(16);
   g.add(b, 1);
   g.add(a, 7);
   CHECK(g.counts() == h.counts());
+  CHECK(g.zeros() == 1);
+  // -0 is an exact zero too, counted in the same bin as +0; a tiny non-zero value is not.
+  const float z[] = {-0.0f, 1e-30f, -1e-30f};
+  g.add(z, 3);
+  CHECK(g.zeros() == 2);
+  CHECK(g.counts()[16] == 3);  // +0, -0, 1e-30
+  CHECK(g.counts()[15] == 1);  // -1e-30 in [-w, 0)
   // Magnitudes fold signed bins 16 + k and 15 - k: |x| in [k w, (k+1) w), except that a negative
   // value exactly on an edge (-1 here, signed bin [-1, -0.5)) lands one magnitude bin lower.
   const auto m = h.magnitude_counts();
@@ -167,6 +176,109 @@ TEST_CASE("entropy search equals the direct O(bins^2) TensorRT search", "[calibr
   CHECK(naive_entropy(h, 128) == 1001);
 }
 
+namespace {
+
+// A dense body with a sparse tail: the 200000 quantiles x_k = -ln(1 - u_k (1 - e^-6)), u_k = (k + 0.5)
+// / 200000, of the unit exponential truncated at 6 (max 5.99899), then `outliers` values at 15.
+std::vector<float> truncated_exponential(int outliers) {
+  const int n = 200000;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int k = 0; k < n; ++k)
+    v[static_cast<size_t>(k)] = static_cast<float>(-std::log1p(-(k + 0.5) / n * -std::expm1(-6.0)));
+  v.insert(v.end(), static_cast<size_t>(outliers), 15.0f);
+  return v;
+}
+
+TensorRange observe_entropy(const std::vector<float>& v) {
+  CalibOptions o;
+  o.method = CalibMethod::kEntropy;
+  RangeObserver obs(o, {"t"});
+  obs.observe("t", Tensor::from_vector<float>({static_cast<int64_t>(v.size())}, v));
+  return obs.finish().at("t");
+}
+
+}  // namespace
+
+TEST_CASE("entropy levels follow the activation grid", "[calibration]") {
+  // One-signed tensors get all 256 uint8 levels on [0, max|x|]; two-signed ones TensorRT's 128.
+  CHECK(entropy_levels(0.0, 5.0) == 256);
+  CHECK(entropy_levels(-5.0, 0.0) == 256);
+  CHECK(entropy_levels(0.0, 0.0) == 256);
+  CHECK(entropy_levels(-1.0, 1.0) == 128);
+  CHECK(entropy_levels(-0.17, 10.0) == 128);
+}
+
+// The expected thresholds below come from a direct numpy transcription of TensorRT's search (build P
+// and Q per candidate, KL summed bin by bin, the smallest i among KLs equal to 1e-9 relative) on the
+// same histograms; naive_entropy re-derives them here.
+TEST_CASE("entropy leaves exact zeros out: a Relu output keeps its range", "[calibration]") {
+  // A Relu output: 200000 exact zeros and the truncated exponential body (R = 8, w = 1/256; the last
+  // non-empty bin is 1535, so the full range is i = 1536).
+  const auto x = truncated_exponential(0);
+  std::vector<float> v(200000, 0.0f);
+  v.insert(v.end(), x.begin(), x.end());
+  Histogram h(2048);
+  h.add(v.data(), static_cast<int64_t>(v.size()));
+  REQUIRE(h.bin_width() == 1.0 / 256);
+  REQUIRE(h.zeros() == 200000u);
+  auto mag = h.magnitude_counts();
+  // The search with the zeros left in bin 0 (the old behaviour, 128 levels): Q spreads the spike over
+  // the first group's i/128 bins, so KL grows with i/128 and the search stops at the largest i with
+  // i/128 = 1: i = 255, T = 0.996 of max 6.0. numpy: 255.
+  CHECK(entropy_search(mag, 128) == 255);
+  CHECK(naive_entropy(mag, 128) == 255);
+  // Without the zeros (zero is exact on every grid) and with 256 levels (the tensor is non-negative)
+  // the dense body is kept whole: numpy gives i = 1536, the full range.
+  mag[0] -= h.zeros();
+  CHECK(entropy_search(mag, 256) == 1536);
+  CHECK(naive_entropy(mag, 256) == 1536);
+  const auto r = observe_entropy(v);
+  CHECK(r.range_min == 0.0);
+  CHECK(r.range_max == r.max);
+  // Three outliers at 15 (R = 16, w = 1/128; the body ends in bin 767): numpy gives i = 769, T =
+  // 6.0078125, the outliers folded into the empty bin 768. Every i from 769 to 1023 (the same i/256)
+  // has exactly the same KL, the empty bins weighing nothing, and the smallest wins: the same values
+  // are clipped, with a finer step. With the zeros kept, numpy gives 255 again (T = 1.99).
+  auto y = truncated_exponential(3);
+  y.insert(y.end(), 200000, 0.0f);
+  Histogram g(2048);
+  g.add(y.data(), static_cast<int64_t>(y.size()));
+  auto gm = g.magnitude_counts();
+  CHECK(naive_entropy(gm, 128) == 255);
+  gm[0] -= g.zeros();
+  CHECK(naive_entropy(gm, 256) == 769);
+  CHECK(entropy_search(gm, 256) == 769);
+  const auto ry = observe_entropy(y);
+  CHECK(ry.range_min == 0.0);
+  CHECK(ry.range_max == 6.0078125);
+  // Exact zeros do not move it.
+  CHECK(observe_entropy(truncated_exponential(3)).range_max == 6.0078125);
+}
+
+TEST_CASE("entropy on a signed tensor: one magnitude threshold, 128 levels", "[calibration]") {
+  // +x and -x for the truncated exponential with three outliers at 15 (so also three at -15), and 50000
+  // exact zeros. numpy, magnitude histogram without the zeros, 128 levels: i = 769 (w = 1/128, T =
+  // 6.0078125); with the zeros kept: 639 = 4 x 128 + 127 (T = 4.99).
+  const auto x = truncated_exponential(3);
+  std::vector<float> v = x;
+  for (float a : x) v.push_back(-a);
+  const auto no_zeros = v;
+  v.insert(v.end(), 50000, 0.0f);
+  Histogram h(2048);
+  h.add(v.data(), static_cast<int64_t>(v.size()));
+  auto mag = h.magnitude_counts();
+  CHECK(naive_entropy(mag, 128) == 639);
+  mag[0] -= h.zeros();
+  CHECK(naive_entropy(mag, 128) == 769);
+  CHECK(entropy_search(mag, 128) == 769);
+  const auto r = observe_entropy(v);
+  CHECK(r.range_min == -6.0078125);  // both sides clipped at T
+  CHECK(r.range_max == 6.0078125);
+  const auto r0 = observe_entropy(no_zeros);
+  CHECK(r0.range_min == r.range_min);
+  CHECK(r0.range_max == r.range_max);
+}
+
 TEST_CASE("entropy and mse clip a lone outlier, minmax keeps it", "[calibration]") {
   const auto v = random_values(20000, 7);
   auto mm = observe_chunks(CalibMethod::kMinMax, v, 1000, false).at("t");
@@ -226,6 +338,7 @@ TEST_CASE("observers merge exactly", "[calibration]") {
   whole.observe("t", part(0, 2000, 1.0f));
   REQUIRE(a.merge(b).ok());
   CHECK(a.histograms().at("t").counts() == whole.histograms().at("t").counts());
+  CHECK(a.histograms().at("t").zeros() == whole.histograms().at("t").zeros());
   const auto ra = a.finish().at("t"), rw = whole.finish().at("t");
   CHECK(ra.max == rw.max);
   CHECK(ra.range_max == rw.range_max);
@@ -249,6 +362,7 @@ TEST_CASE("histogram counts of a large tensor equal a per-element count", "[cali
   const double w = std::ldexp(1.0, e) / 2048;
   for (float x : v) ++want[static_cast<size_t>(std::floor(x / w) + 2048)];
   CHECK(h.counts() == want);
+  CHECK(h.zeros() == static_cast<uint64_t>(std::count(v.begin(), v.end(), 0.0f)));
 }
 
 TEST_CASE("calibration table round-trips through JSON", "[calibration]") {

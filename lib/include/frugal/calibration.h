@@ -5,8 +5,9 @@
 // histogram (see Histogram) whose integer counts merge exactly, so the table is identical whatever
 // the batch size, the sample order or how the data is split.
 // Methods: minmax; percentile (two-sided, from the signed histogram); entropy (TensorRT's KL-divergence
-// threshold search on the |x| histogram, 128 quantized levels); mse (range minimising the expected
-// quantization error of 8-bit uniform quantization, from the signed histogram).
+// threshold search on the |x| histogram without its exact zeros, 128 or 256 quantized levels); mse
+// (range minimising the expected quantization error of 8-bit uniform quantization, from the signed
+// histogram).
 // The result is a CalibrationTable, written as reviewable JSON (docs/formats/calibration.md).
 #pragma once
 
@@ -52,6 +53,8 @@ class Histogram {
   const std::vector<uint64_t>& counts() const { return counts_; }  // 2 * bins signed bins
   std::vector<uint64_t> magnitude_counts() const;  // bins over [0, R): |x| in [k w, (k + 1) w)
   uint64_t total() const;
+  // How many of the counted values are exactly 0 (+0 or -0; all counted in signed bin `bins`).
+  uint64_t zeros() const { return zeros_; }
 
  private:
   static constexpr int kNoRange = -100000;
@@ -59,6 +62,7 @@ class Histogram {
   int bins_;
   int exp_ = kNoRange;
   std::vector<uint64_t> counts_;
+  uint64_t zeros_ = 0;
 };
 
 // Range choices from a histogram, clamped to the observed [obs_min, obs_max]. All return
@@ -73,8 +77,19 @@ std::pair<double, double> percentile_range(const Histogram& h, double percentile
 // evaluated exactly in closed form from prefix sums, O(bins) per tensor instead of O(bins^2); a
 // candidate whose Q is zero where P is not has infinite KL and is skipped. Returns the chosen i.
 int entropy_search(const std::vector<uint64_t>& mag, int levels = 128);
-// The threshold T = i * w of entropy_search on h's magnitude histogram.
+// The threshold T = i * w of entropy_search on h's magnitude histogram without its exact zeros: zero
+// is exactly representable (the zero point), so exact zeros carry no quantization error, and left in
+// bin 0 the spike they form after a Relu dominates KL (Q spreads it over the first group's i / levels
+// bins), which drove the search to the largest i before i / levels steps up, clipping hard.
 double entropy_threshold(const Histogram& h, int levels = 128);
+// The quantization levels the entropy search assumes for a tensor observed in [obs_min, obs_max]: 256
+// when it has one sign (the default uint8 activation grid spends all its levels on [0, max |x|]), 128
+// when it has both (TensorRT's symmetric int8 count). Measured better than 128 everywhere and than the
+// grid's exact share 256 max|x| / (max - min) (docs/formats/calibration.md).
+int entropy_levels(double obs_min, double obs_max);
+// The entropy range: T = entropy_threshold(h, entropy_levels(obs_min, obs_max)), range
+// [max(obs_min, -T), min(obs_max, T)].
+std::pair<double, double> entropy_range(const Histogram& h, double obs_min, double obs_max);
 // mse: the observed range (extended to include 0) scaled by k/steps, k = steps..1, keeping the one
 // with the least expected squared error of uniform quantization into `levels` levels (bin centres
 // outside the range are clipped; inside, the rounding noise scale^2/12).
