@@ -139,37 +139,50 @@ MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
   return b_mask ? pick<false, true>(rows, nv) : pick<false, false>(rows, nv);
 }
 
-// Packs op(B)[k0:k0+kc, j0:j0+nc] into panels of NR columns: panel p holds rows k at dst + p*kc*NR + k*NR,
-// its columns past the matrix's edge (up to the next multiple of W) zeroed.
+// Width of the column panel starting at jr of a block of nc columns: NR, except that when a full
+// panel would leave a last one of a single vector, those two become (kNV - 1) vectors and two vectors
+// (a one-vector tile does twice the loads per FMA of the others).
+inline int64_t panel_w(int64_t nc, int64_t jr) {
+  const int64_t left = nc - jr;
+  if (kNV >= 3 && left > NR && left <= NR + W) return (kNV - 1) * W;
+  return left < NR ? left : NR;
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into column panels (see panel_w): panel p holds rows k at
+// dst + p*kc*NR + k*NR, its columns past the panel's width (up to the next multiple of W) zeroed.
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-  const int64_t full = nc / NR * NR;  // columns in whole panels
   if (!tb) {
     // Row by row, so B is read along its rows (what the hardware prefetchers follow).
-    const int64_t w = nc - full, wp = (w + W - 1) / W * W;
     for (int64_t k = 0; k < kc; ++k) {
       const float* sk = B + (k0 + k) * ldb + j0;
       float* dk = dst + k * NR;
-      for (int64_t jr = 0; jr < full; jr += NR) {
-        float* d = dk + jr * kc;  // panel jr / NR starts at dst + (jr / NR) * kc * NR
+      int64_t p = 0;
+      for (int64_t jr = 0, w = 0; jr < nc; jr += w, ++p) {
+        w = panel_w(nc, jr);
+        float* d = dk + p * kc * NR;
+        const float* sj = sk + jr;
+        if (w == NR) {
 #pragma GCC unroll 4
-        for (int v = 0; v < kNV; ++v) Vec::store(d + v * W, Vec::load(sk + jr + v * W));
-      }
-      if (w > 0) {
-        float* d = dk + full * kc;
-        for (int64_t j = 0; j < w; ++j) d[j] = sk[full + j];
-        for (int64_t j = w; j < wp; ++j) d[j] = 0.0f;
+          for (int v = 0; v < kNV; ++v) Vec::store(d + v * W, Vec::load(sj + v * W));
+        } else {
+          for (int64_t v = 0; v * W < w; ++v) {
+            const int64_t n = w - v * W;
+            Vec::store(d + v * W, n >= W ? Vec::load(sj + v * W) : Vec::load_n(sj + v * W, static_cast<int>(n)));
+          }
+        }
       }
     }
     return;
   }
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    const int64_t w = nc - jr < NR ? nc - jr : NR;
+  int64_t p = 0;
+  for (int64_t jr = 0, w = 0; jr < nc; jr += w, ++p) {
+    w = panel_w(nc, jr);
     const int64_t wp = (w + W - 1) / W * W;
-    float* d = dst + (jr / NR) * kc * NR;
+    float* d = dst + p * kc * NR;
     // B stored [N, K]: column j of op(B) is row j0 + jr + j of B, read along K.
     for (int64_t j = 0; j < w; ++j) {
-      const float* s = B + (j0 + jr + j) * ldb + k0;
-      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = s[k];
+      const float* sj = B + (j0 + jr + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * NR + j] = sj[k];
     }
     if (wp > w)
       for (int64_t k = 0; k < kc; ++k)
@@ -262,22 +275,51 @@ struct Prefetcher {
   }
 };
 
+// Copies rows x kc of op(A) (row panel at a) into buf so that the micro-kernel reads it from one hot,
+// unaliased block: rows kept as rows with a stride of kc rounded up plus 16 floats (a stride that is a
+// multiple of 4 KiB would put every row in the same L1 sets), or, for A stored transposed, the kMR
+// values of each k side by side. Returns the stride the micro-kernel then uses.
+int64_t copy_a(bool ta, int rows, int64_t kc, const float* a, int64_t lda, float* buf) {
+  if (ta) {
+    for (int64_t k = 0; k < kc; ++k) Vec::store_n(buf + k * kMR, Vec::load_n(a + k * lda, rows), rows);
+    return kMR;
+  }
+  const int64_t ld = (kc + W - 1) / W * W + 16;
+  const int64_t full = kc / W * W;
+  const int tail = static_cast<int>(kc - full);
+  for (int r = 0; r < rows; ++r) {
+    const float* s = a + r * lda;
+    float* d = buf + r * ld;
+    for (int64_t k = 0; k < full; k += W) Vec::store(d + k, Vec::load(s + k));
+    if (tail) Vec::store_n(d + full, Vec::load_n(s + full, tail), tail);
+  }
+  return ld;
+}
+
 // Row panels [0, M) x columns [0, nc) of C against B read from bp (panels of NR columns with row
 // stride bs, or B in place with bs = ldb when b_direct); pf (may be null) hands each call its share of
-// lines to prefetch.
+// lines to prefetch. With packed B (kc <= kKC) each row panel of A is first copied by copy_a.
 void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_t lda, const float* bp,
            int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc, Prefetcher* pf) {
+  static_assert(kMR <= W, "copy_a moves one row panel column per vector");
+  alignas(64) float abuf[kMR * (kKC + 16)];
   for (int64_t ir = 0; ir < M; ir += kMR) {
     const int rows = static_cast<int>(M - ir < kMR ? M - ir : kMR);
     const float* a = ta ? A + ir : A + ir * lda;
-    for (int64_t jr = 0; jr < nc; jr += NR) {
-      const int64_t w = nc - jr < NR ? nc - jr : NR;
+    int64_t la = lda;
+    if (!b_direct) {
+      la = copy_a(ta, rows, kc, a, lda, abuf);
+      a = abuf;
+    }
+    int64_t p = 0;
+    for (int64_t jr = 0, w = 0; jr < nc; jr += w, ++p) {
+      w = panel_w(nc, jr);
       const int nv = static_cast<int>((w + W - 1) / W);
       const int last_n = static_cast<int>(w - (nv - 1) * W);
-      const float* b = b_direct ? bp + jr : bp + (jr / NR) * kc * NR;
+      const float* b = b_direct ? bp + jr : bp + p * kc * NR;
       const char* pfl[kKC / kPfEvery + 1];
       const int64_t npf = pf ? pf->fill(pfl, kc / kPfEvery + 1) : 0;
-      pick_micro(ta, b_direct, rows, nv)(kc, a, lda, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, pfl, npf);
+      pick_micro(ta, b_direct, rows, nv)(kc, a, la, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, pfl, npf);
     }
   }
 }
