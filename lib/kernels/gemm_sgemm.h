@@ -20,7 +20,9 @@ namespace {
 constexpr int W = Vec::W;
 constexpr int NR = kNV * W;
 constexpr int64_t kKC = 256;
-constexpr int64_t kBBlock = 128 * 1024;  // floats of packed B per block: 512 KiB
+// Floats of packed B per block (256 KiB): the block, the next one being prefetched and the row panels
+// of A all stay within a 1 MiB L2.
+constexpr int64_t kBBlock = 64 * 1024;
 constexpr int64_t kDotRows = 4;          // up to this many rows, transposed B runs as dot products
 constexpr int64_t kPfEvery = 2;          // k steps per software prefetch in the micro-kernel
 using VR = typename Vec::R;
@@ -262,15 +264,24 @@ struct Prefetcher {
   }
   // Writes the next lines of the region (at most per_call and n of them) to out; returns how many.
   int64_t fill(const char** out, int64_t n) {
-    int64_t i = 0;
-    for (; i < n && i < per_call && r < rows; ++i) {
-      out[i] = reinterpret_cast<const char*>(line);
-      if (line == last) {
-        if (++r < rows) start_row();
+    if (n > per_call) n = per_call;
+    uintptr_t ln = line, end = last;  // locals: the stores to out could alias the members
+    int64_t row = r, i = 0;
+    for (; i < n && row < rows; ++i) {
+      out[i] = reinterpret_cast<const char*>(ln);
+      if (ln == end) {
+        if (++row < rows) {
+          const uintptr_t a = reinterpret_cast<uintptr_t>(base + row * stride);
+          ln = a & ~uintptr_t{63};
+          end = (a + static_cast<uintptr_t>(row_bytes) - 1) & ~uintptr_t{63};
+        }
       } else {
-        line += 64;
+        ln += 64;
       }
     }
+    line = ln;
+    last = end;
+    r = row;
     return i;
   }
 };
@@ -303,6 +314,8 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
            int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc, Prefetcher* pf) {
   static_assert(kMR <= W, "copy_a moves one row panel column per vector");
   alignas(64) float abuf[kMR * (kKC + 16)];
+  const int64_t panels = b_direct ? 0 : (nc + NR - 1) / NR;
+  Prefetcher pa;  // the next row panel of A, copied after this one's sweep
   for (int64_t ir = 0; ir < M; ir += kMR) {
     const int rows = static_cast<int>(M - ir < kMR ? M - ir : kMR);
     const float* a = ta ? A + ir : A + ir * lda;
@@ -310,6 +323,15 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
     if (!b_direct) {
       la = copy_a(ta, rows, kc, a, lda, abuf);
       a = abuf;
+      const int64_t next = ir + kMR, next_rows = M - next < kMR ? M - next : kMR;
+      if (next_rows > 0) {
+        if (ta)
+          pa.init(A + next, kc, lda, next_rows, panels);
+        else
+          pa.init(A + next * lda, next_rows, lda, kc, panels);
+      } else {
+        pa.init(A, 0, lda, 0, 0);
+      }
     }
     int64_t p = 0;
     for (int64_t jr = 0, w = 0; jr < nc; jr += w, ++p) {
@@ -318,11 +340,33 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
       const int last_n = static_cast<int>(w - (nv - 1) * W);
       const float* b = b_direct ? bp + jr : bp + p * kc * NR;
       const char* pfl[kKC / kPfEvery + 1];
-      const int64_t npf = pf ? pf->fill(pfl, kc / kPfEvery + 1) : 0;
+      int64_t npf = 0;
+      if (!b_direct) npf = pa.fill(pfl, kc / kPfEvery + 1);
+      if (pf) npf += pf->fill(pfl + npf, kc / kPfEvery + 1 - npf);
       pick_micro(ta, b_direct, rows, nv)(kc, a, la, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, pfl, npf);
     }
   }
 }
+
+// The K blocks of a packed product. With more than one block, the first ones ramp up (32, 64, 128
+// rows of B): the first block is packed before any multiply can overlap its loads from memory, and
+// each later block is prefetched while the one before it is multiplied, so a small first block and
+// doubling sizes keep B arriving in time. The rest of K is split evenly in blocks of at most kKC.
+struct KBlocks {
+  static constexpr int64_t kRampEnd = 32 + 64 + 128;
+  int64_t K, ramp_end, kc_rest, kc_max;
+  explicit KBlocks(int64_t k) : K(k) {
+    ramp_end = K >= kRampEnd + kKC ? kRampEnd : 0;
+    const int64_t rest = K - ramp_end, blocks = (rest + kKC - 1) / kKC;
+    kc_rest = (rest + blocks - 1) / blocks;
+    kc_max = kc_rest > 128 || ramp_end == 0 ? kc_rest : 128;
+  }
+  // Size of the block starting at pc (a block start).
+  int64_t size(int64_t pc) const {
+    if (pc < ramp_end) return pc + 32;  // 32, 64, 128 at 0, 32, 96
+    return K - pc < kc_rest ? K - pc : kc_rest;
+  }
+};
 
 }  // namespace
 
@@ -345,20 +389,20 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
     sweep(ta, true, M, K, A, lda, B, ldb, N, alpha, beta, C, ldc, nullptr);
     return true;
   }
-  const int64_t kblocks = (K + kKC - 1) / kKC;
-  const int64_t kc_max = (K + kblocks - 1) / kblocks;
-  int64_t ncb = kBBlock / kc_max / NR * NR;
+  const KBlocks kb(K);
+  // Column blocks: as wide as kBBlock allows, then evened out over N in whole panels.
+  int64_t ncb = kBBlock / kb.kc_max / NR * NR;
   if (ncb < NR) ncb = NR;
-  const int64_t n_round = (N + NR - 1) / NR * NR;
-  if (ncb > n_round) ncb = n_round;
-  float* buf = scratch(static_cast<size_t>(kc_max * ncb));
+  const int64_t nblocks = (N + ncb - 1) / ncb;
+  ncb = ((N + nblocks - 1) / nblocks + NR - 1) / NR * NR;
+  float* buf = scratch(static_cast<size_t>(kb.kc_max * ncb));
   if (!buf) return false;
   const int64_t row_panels = (M + kMR - 1) / kMR;
   Prefetcher pf;
   for (int64_t jc = 0; jc < N; jc += ncb) {
     const int64_t nc = N - jc < ncb ? N - jc : ncb;
-    for (int64_t pc = 0; pc < K; pc += kc_max) {
-      const int64_t kc = K - pc < kc_max ? K - pc : kc_max;
+    for (int64_t pc = 0; pc < K;) {
+      const int64_t kc = kb.size(pc);
       // The block after this one: the next K block of these columns, else the first of the next columns.
       int64_t nj = jc, np = pc + kc;
       if (np >= K) {
@@ -368,7 +412,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
       Prefetcher* p = nullptr;
       const int64_t calls = row_panels * ((nc + NR - 1) / NR);
       if (nj < N) {
-        const int64_t nnc = N - nj < ncb ? N - nj : ncb, nkc = K - np < kc_max ? K - np : kc_max;
+        const int64_t nnc = N - nj < ncb ? N - nj : ncb, nkc = kb.size(np);
         if (tb)
           pf.init(B + nj * ldb + np, nnc, ldb, nkc, calls);
         else
@@ -378,6 +422,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
       const float* a = ta ? A + pc * lda : A + pc;
       pack_b(tb, B, ldb, pc, kc, jc, nc, buf);
       sweep(ta, false, M, kc, a, lda, buf, NR, nc, alpha, pc == 0 ? beta : 1.0f, C + jc, ldc, p);
+      pc += kc;
     }
   }
   return true;
