@@ -24,7 +24,6 @@ constexpr int64_t kKC = 256;
 // of A all stay within a 1 MiB L2.
 constexpr int64_t kBBlock = 64 * 1024;
 constexpr int64_t kDotRows = 4;          // up to this many rows, transposed B runs as dot products
-constexpr int64_t kPfEvery = 2;          // k steps per software prefetch in the micro-kernel
 using VR = typename Vec::R;
 
 struct Scratch {
@@ -45,15 +44,56 @@ float* scratch(size_t n) {
   return s.p;
 }
 
+// Software prefetches (into L2) of a strided region: rows of lpr cache lines, stride bytes apart. The
+// caller hands each micro-kernel call a share (n) of the lines left, and the kernel issues them one at
+// a time between its FMAs, so the next block of B (and the next row panel of A) arrive from memory
+// while this one is multiplied instead of stalling the copies that read them.
+struct PfStream {
+  const char* p = nullptr;    // next line
+  const char* row = nullptr;  // start of the current row
+  int64_t left_row = 0, lpr = 0, stride = 0;
+  int64_t left = 0;      // lines of the region not yet handed out
+  int64_t per_call = 0;  // share per call
+  int64_t n = 0;         // lines for the current call
+  void init(const float* base, int64_t rows, int64_t ld, int64_t len, int64_t calls) {
+    row = reinterpret_cast<const char*>(base);
+    p = align(row);
+    stride = ld * 4;
+    lpr = (len * 4 + 63) / 64 + 1;  // one more: the row need not start on a line
+    left_row = lpr;
+    left = rows > 0 && len > 0 ? rows * lpr : 0;
+    per_call = calls > 0 ? (left + calls - 1) / calls : 0;
+    n = 0;
+  }
+  void none() { left = per_call = n = 0; }
+  void hand_out() {
+    n = left < per_call ? left : per_call;
+    left -= n;
+  }
+  static const char* align(const char* q) {
+    return reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(q) & ~uintptr_t{63});
+  }
+  inline void step() {
+    __builtin_prefetch(p, 0, 2);
+    --n;
+    p += 64;
+    if (--left_row == 0) {
+      row += stride;
+      p = align(row);
+      left_row = lpr;
+    }
+  }
+};
+
 // C tile [R x (NV-1)*W + last_n] = alpha * op(A)[R x kc] * Bpanel[kc x NV*W] + beta * C.
 // A element (r, k) is a[r * lda + k] (rows) or a[k * lda + r] (kACols). B row k starts at b + k * bs;
 // kBMask loads only the first last_n floats of B's last vector (B read in place, not padded).
-// beta == 0 writes C without reading it. pfl holds npf addresses to prefetch into L2, one every
-// kPfEvery steps of k (npf <= kc / kPfEvery + 1), so the loads to memory are spread over the FMAs.
+// beta == 0 writes C without reading it. The n lines of pb are prefetched one every second step of k,
+// those of pa one every fourth.
 template <int R, int NV, bool kACols, bool kBMask>
 inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t bs,
                   int last_n, float* __restrict c, int64_t ldc, float alpha, float beta,
-                  const char* const* pfl, int64_t npf) {
+                  PfStream* pa, PfStream* pb) {
   VR acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -63,7 +103,11 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) ar[r] = kACols ? a + r : a + r * lda;
   for (int64_t k = 0; k < kc; ++k) {
-    if (k % kPfEvery == 0 && k / kPfEvery < npf) __builtin_prefetch(pfl[k / kPfEvery], 0, 2);
+    if (k % 2 == 0) {
+      if (pb->n > 0) pb->step();
+    } else if (k % 4 == 1) {
+      if (pa->n > 0) pa->step();
+    }
     VR bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -98,7 +142,7 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
 }
 
 using MicroFn = void (*)(int64_t, const float*, int64_t, const float*, int64_t, int, float*, int64_t, float, float,
-                         const char* const*, int64_t);
+                         PfStream*, PfStream*);
 
 template <int R, bool kACols, bool kBMask>
 MicroFn pick_nv(int nv) {
@@ -240,52 +284,6 @@ void dot_rows(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
   }
 }
 
-// Spreads software prefetches (into L2) of a strided region (rows of row_bytes, stride bytes apart) over
-// the micro-kernel calls of a sweep, so the B block packed next arrives from memory while this one is
-// multiplied instead of stalling the packing loop.
-struct Prefetcher {
-  const char* base = nullptr;
-  int64_t rows = 0, stride = 0, row_bytes = 0, per_call = 0;
-  int64_t r = 0;
-  uintptr_t line = 0, last = 0;
-  void start_row() {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(base + r * stride);
-    line = a & ~uintptr_t{63};
-    last = (a + static_cast<uintptr_t>(row_bytes) - 1) & ~uintptr_t{63};
-  }
-  void init(const float* p, int64_t nrows, int64_t ld, int64_t len, int64_t calls) {
-    base = reinterpret_cast<const char*>(p);
-    rows = nrows;
-    stride = ld * 4;
-    row_bytes = len * 4;
-    r = 0;
-    per_call = calls > 0 ? (nrows * ((row_bytes + 63) / 64 + 1) + calls - 1) / calls : 0;
-    if (rows > 0) start_row();
-  }
-  // Writes the next lines of the region (at most per_call and n of them) to out; returns how many.
-  int64_t fill(const char** out, int64_t n) {
-    if (n > per_call) n = per_call;
-    uintptr_t ln = line, end = last;  // locals: the stores to out could alias the members
-    int64_t row = r, i = 0;
-    for (; i < n && row < rows; ++i) {
-      out[i] = reinterpret_cast<const char*>(ln);
-      if (ln == end) {
-        if (++row < rows) {
-          const uintptr_t a = reinterpret_cast<uintptr_t>(base + row * stride);
-          ln = a & ~uintptr_t{63};
-          end = (a + static_cast<uintptr_t>(row_bytes) - 1) & ~uintptr_t{63};
-        }
-      } else {
-        ln += 64;
-      }
-    }
-    line = ln;
-    last = end;
-    r = row;
-    return i;
-  }
-};
-
 // Copies rows x kc of op(A) (row panel at a) into buf so that the micro-kernel reads it from one hot,
 // unaliased block: rows kept as rows with a stride of kc rounded up plus 16 floats (a stride that is a
 // multiple of 4 KiB would put every row in the same L1 sets), or, for A stored transposed, the kMR
@@ -308,18 +306,21 @@ int64_t copy_a(bool ta, int rows, int64_t kc, const float* a, int64_t lda, float
 }
 
 // Row panels [0, M) x columns [0, nc) of C against B read from bp (panels of NR columns with row
-// stride bs, or B in place with bs = ldb when b_direct); pf (may be null) hands each call its share of
-// lines to prefetch. With packed B (kc <= kKC) each row panel of A is first copied by copy_a.
+// stride bs, or B in place with bs = ldb when b_direct); pf (may be null) is the next block of B to
+// prefetch. With packed B (kc <= kKC) each row panel of A is first copied by copy_a, and the next one
+// prefetched during this one's sweep.
 void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_t lda, const float* bp,
-           int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc, Prefetcher* pf) {
+           int64_t bs, int64_t nc, float alpha, float beta, float* C, int64_t ldc, PfStream* pf) {
   static_assert(kMR <= W, "copy_a moves one row panel column per vector");
   alignas(64) float abuf[kMR * (kKC + 16)];
-  const int64_t panels = b_direct ? 0 : (nc + NR - 1) / NR;
-  Prefetcher pa;  // the next row panel of A, copied after this one's sweep
+  const int64_t panels = (nc + NR - 1) / NR;
+  PfStream pa, none;
+  if (!pf) pf = &none;
   for (int64_t ir = 0; ir < M; ir += kMR) {
     const int rows = static_cast<int>(M - ir < kMR ? M - ir : kMR);
     const float* a = ta ? A + ir : A + ir * lda;
     int64_t la = lda;
+    pa.none();
     if (!b_direct) {
       la = copy_a(ta, rows, kc, a, lda, abuf);
       a = abuf;
@@ -329,8 +330,6 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
           pa.init(A + next, kc, lda, next_rows, panels);
         else
           pa.init(A + next * lda, next_rows, lda, kc, panels);
-      } else {
-        pa.init(A, 0, lda, 0, 0);
       }
     }
     int64_t p = 0;
@@ -339,24 +338,23 @@ void sweep(bool ta, bool b_direct, int64_t M, int64_t kc, const float* A, int64_
       const int nv = static_cast<int>((w + W - 1) / W);
       const int last_n = static_cast<int>(w - (nv - 1) * W);
       const float* b = b_direct ? bp + jr : bp + p * kc * NR;
-      const char* pfl[kKC / kPfEvery + 1];
-      int64_t npf = 0;
-      if (!b_direct) npf = pa.fill(pfl, kc / kPfEvery + 1);
-      if (pf) npf += pf->fill(pfl + npf, kc / kPfEvery + 1 - npf);
-      pick_micro(ta, b_direct, rows, nv)(kc, a, la, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, pfl, npf);
+      pa.hand_out();
+      pf->hand_out();
+      pick_micro(ta, b_direct, rows, nv)(kc, a, la, b, bs, last_n, C + ir * ldc + jr, ldc, alpha, beta, &pa, pf);
     }
   }
 }
 
-// The K blocks of a packed product. With more than one block, the first ones ramp up (32, 64, 128
+// The K blocks of a packed product. With more than a few blocks, the first ones ramp up (32, 64, 128
 // rows of B): the first block is packed before any multiply can overlap its loads from memory, and
 // each later block is prefetched while the one before it is multiplied, so a small first block and
 // doubling sizes keep B arriving in time. The rest of K is split evenly in blocks of at most kKC.
 struct KBlocks {
   static constexpr int64_t kRampEnd = 32 + 64 + 128;
   int64_t K, ramp_end, kc_rest, kc_max;
-  explicit KBlocks(int64_t k) : K(k) {
-    ramp_end = K >= kRampEnd + kKC ? kRampEnd : 0;
+  // ramp: only worth its extra passes over C when the blocks of B are wide (many columns to fetch).
+  KBlocks(int64_t k, bool ramp) : K(k) {
+    ramp_end = ramp && K >= kRampEnd + kKC ? kRampEnd : 0;
     const int64_t rest = K - ramp_end, blocks = (rest + kKC - 1) / kKC;
     kc_rest = (rest + blocks - 1) / blocks;
     kc_max = kc_rest > 128 || ramp_end == 0 ? kc_rest : 128;
@@ -389,7 +387,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
     sweep(ta, true, M, K, A, lda, B, ldb, N, alpha, beta, C, ldc, nullptr);
     return true;
   }
-  const KBlocks kb(K);
+  const KBlocks kb(K, N >= 4 * NR);
   // Column blocks: as wide as kBBlock allows, then evened out over N in whole panels.
   int64_t ncb = kBBlock / kb.kc_max / NR * NR;
   if (ncb < NR) ncb = NR;
@@ -398,7 +396,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
   float* buf = scratch(static_cast<size_t>(kb.kc_max * ncb));
   if (!buf) return false;
   const int64_t row_panels = (M + kMR - 1) / kMR;
-  Prefetcher pf;
+  PfStream pf;
   for (int64_t jc = 0; jc < N; jc += ncb) {
     const int64_t nc = N - jc < ncb ? N - jc : ncb;
     for (int64_t pc = 0; pc < K;) {
@@ -409,7 +407,7 @@ bool sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, c
         nj = jc + ncb;
         np = 0;
       }
-      Prefetcher* p = nullptr;
+      PfStream* p = nullptr;
       const int64_t calls = row_panels * ((nc + NR - 1) / NR);
       if (nj < N) {
         const int64_t nnc = N - nj < ncb ? N - nj : ncb, nkc = kb.size(np);
