@@ -64,13 +64,25 @@ Isa isa() {
   return v;
 }
 
-// FRUGAL_GEMM_IMPL=eigen runs float32 products through Eigen instead of the hand-written SGEMM.
-bool use_eigen_f32() {
-  static const bool v = [] {
+// Which float32 kernel runs: the hand-written SGEMM where it beats Eigen (AVX-512), Eigen elsewhere.
+// FRUGAL_GEMM_IMPL=eigen or =own overrides that (to compare the two on one machine). On AVX2 the
+// hand-written 6x16 tile measured ~20% slower than Eigen's AVX2 build (docs/BENCHMARKS.md), so it is
+// opt-in there.
+enum class F32Impl { kOwn, kEigen, kDefault };
+
+F32Impl f32_impl() {
+  static const F32Impl v = [] {
     const char* e = std::getenv("FRUGAL_GEMM_IMPL");
-    return e && std::string(e) == "eigen";
+    if (e && std::string(e) == "eigen") return F32Impl::kEigen;
+    if (e && std::string(e) == "own") return F32Impl::kOwn;
+    return F32Impl::kDefault;
   }();
   return v;
+}
+
+bool own_f32(Isa v) {
+  const F32Impl i = f32_impl();
+  return i == F32Impl::kOwn || (i == F32Impl::kDefault && v == Isa::kAvx512);
 }
 
 // Runs `serial(ta, tb, m, n, K, A', B', C')` on independent blocks of C, one per thread: columns when
@@ -105,17 +117,17 @@ void split_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, i
 void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
               const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const Isa v = isa();
-  const bool eigen = use_eigen_f32();
+  const bool own = own_f32(v);
   split_gemm<float>(ta, tb, M, N, K, A, lda, B, ldb, C, ldc,
                     [&](bool a_t, bool b_t, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
                       switch (v) {
 #ifdef FRUGAL_GEMM_X86
                         case Isa::kAvx512:
-                          if (!eigen && sgemm_avx512::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+                          if (own && sgemm_avx512::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
                             return;
                           return avx512::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                         case Isa::kAvx2:
-                          if (!eigen && sgemm_avx2::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+                          if (own && sgemm_avx2::sgemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
                             return;
                           return avx2::gemm_f32(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
@@ -152,8 +164,8 @@ void gemm_f64(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, c
 
 const char* gemm_isa() {
   switch (isa()) {
-    case Isa::kAvx512: return use_eigen_f32() ? "avx512-eigen" : "avx512";
-    case Isa::kAvx2: return use_eigen_f32() ? "avx2-eigen" : "avx2";
+    case Isa::kAvx512: return own_f32(Isa::kAvx512) ? "avx512" : "avx512-eigen";
+    case Isa::kAvx2: return own_f32(Isa::kAvx2) ? "avx2" : "avx2-eigen";
     default: return "generic";
   }
 }

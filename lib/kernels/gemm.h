@@ -1,7 +1,10 @@
-// Dense GEMM for the CPU kernels: row-major, strided, with transposes, through Eigen's blocked GEMM.
-// Eigen is compiled three times (generic x86-64, AVX2+FMA, AVX-512) and the widest variant the CPU
-// supports is picked once at run time, because the library itself is built without -march flags.
-// Eigen threads the product with OpenMP unless the caller is already inside a parallel region.
+// Dense GEMM for the CPU kernels: row-major, strided, with transposes. float32 runs through the
+// hand-written SGEMM of gemm_sgemm.h on AVX-512 CPUs and through Eigen's blocked GEMM elsewhere; Eigen
+// is compiled three times (generic x86-64, AVX2+FMA, AVX-512) and the hand-written kernel twice
+// (AVX-512, AVX2), and the widest variant the CPU supports is picked once at run time, because the
+// library itself is built without -march flags. FRUGAL_GEMM_ISA=avx2|generic caps the ISA and
+// FRUGAL_GEMM_IMPL=eigen|own picks the float32 implementation (see gemm.cpp). gemm.cpp splits C into
+// one independent block per thread unless the caller is already inside a parallel region.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +31,7 @@ inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha
   gemm_f64(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-// "avx512", "avx2" or "generic": the variant gemm_f32 uses on this CPU.
+// "avx512", "avx2" (hand-written), "avx512-eigen", "avx2-eigen" or "generic": what gemm_f32 uses here.
 const char* gemm_isa();
 
 }  // namespace frugal::kernels

@@ -1,13 +1,16 @@
-// gemm_f32 (the hand-written SGEMM on x86, Eigen elsewhere) against a double-precision loop written here:
-// every transpose combination, alpha/beta variants, K = 0, edge and prime sizes, row strides wider than
-// the matrices (the padding must stay untouched), and shapes large enough to cross the K blocks, the
-// packed-B blocks and the split over threads.
+// gemm_f32 (the hand-written SGEMM on AVX-512, Eigen elsewhere) against a double-precision loop written
+// here: every transpose combination, alpha/beta variants, K = 0, edge and prime sizes, row strides wider
+// than the matrices (the padding must stay untouched), and shapes large enough to cross the K blocks,
+// the packed-B blocks and the split over threads. The AVX-512 and AVX2 builds of the hand-written
+// kernel are also called directly, whichever one gemm_f32 picks, when the CPU runs them.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "frugal/parallel.h"
@@ -15,7 +18,22 @@
 
 using frugal::kernels::gemm_f32;
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// Per-ISA entry points of the hand-written kernel (lib/kernels/gemm_sgemm_*.cpp), one thread's block each.
+namespace frugal::kernels::sgemm_avx2 {
+bool sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+               float*, int64_t);
+}  // namespace frugal::kernels::sgemm_avx2
+namespace frugal::kernels::sgemm_avx512 {
+bool sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
+               float*, int64_t);
+}  // namespace frugal::kernels::sgemm_avx512
+#endif
+
 namespace {
+
+using GemmFn = void (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                        float, float*, int64_t);
 
 struct Case {
   bool ta = false, tb = false;
@@ -28,7 +46,7 @@ constexpr float kSentinel = -12345.0f;
 
 // Runs one case and checks each C value against alpha * sum_k a*b + beta * c0 accumulated in double,
 // within 1e-6 * (K + 2) of the sum of magnitudes of its terms; C's row padding must keep its sentinel.
-void check_case(const Case& c, uint32_t seed) {
+void check_case(const Case& c, uint32_t seed, GemmFn gemm = &gemm_f32) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   const int64_t ar = c.ta ? c.K : c.M, ac = c.ta ? c.M : c.K;  // stored A is ar x ac
@@ -46,7 +64,7 @@ void check_case(const Case& c, uint32_t seed) {
       // beta == 0 must overwrite C without reading it, so NaN there must not leak into the result.
       C[static_cast<size_t>(i * ldc + j)] = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : dist(rng);
   const std::vector<float> C0 = C;
-  gemm_f32(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
+  gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
   INFO("ta=" << c.ta << " tb=" << c.tb << " M=" << c.M << " N=" << c.N << " K=" << c.K << " alpha=" << c.alpha
              << " beta=" << c.beta << " pads=" << c.pad_a << "," << c.pad_b << "," << c.pad_c);
   int64_t bad = 0;
@@ -162,3 +180,57 @@ TEST_CASE("gemm_f32 shapes crossing the K blocks, packed-B blocks and the thread
       }
   frugal::set_num_threads(saved);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+TEST_CASE("hand-written AVX-512 and AVX2 kernels called directly", "[gemm]") {
+  std::vector<std::pair<const char*, GemmFn>> fns;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma"))
+    fns.emplace_back("avx512", [](bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+      REQUIRE(frugal::kernels::sgemm_avx512::sgemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    });
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    fns.emplace_back("avx2", [](bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                                int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+      REQUIRE(frugal::kernels::sgemm_avx2::sgemm_f32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
+    });
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int64_t> dim(1, 70), pad(0, 4);
+  for (const auto& [name, fn] : fns) {
+    INFO("kernel " << name);
+    uint32_t seed = 9000;
+    for (int t = 0; t < 160; ++t) {
+      Case c;
+      c.ta = (t & 1) != 0;
+      c.tb = (t & 2) != 0;
+      c.M = dim(rng);
+      c.N = dim(rng);
+      c.K = (t % 40 == 0) ? 0 : dim(rng);
+      c.alpha = (t % 3 == 0) ? -0.5f : 1.0f;
+      c.beta = (t % 4 == 0) ? 0.0f : (t % 4 == 1 ? 1.0f : 2.0f);
+      c.pad_a = pad(rng);
+      c.pad_b = pad(rng);
+      c.pad_c = pad(rng);
+      check_case(c, seed++, fn);
+    }
+    // Several K blocks (with the ramp), several packed-B blocks, the few-row short cuts.
+    for (const auto& [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {40, 700, 900}, {17, 250, 520}, {3, 300, 600}, {9, 1000, 40}, {2, 90, 1100}}) {
+      for (const bool ta : {false, true})
+        for (const bool tb : {false, true}) {
+          Case c;
+          c.ta = ta;
+          c.tb = tb;
+          c.M = M;
+          c.N = N;
+          c.K = K;
+          c.beta = ta ? 0.0f : 1.0f;
+          c.pad_c = 1;
+          check_case(c, seed++, fn);
+        }
+    }
+  }
+}
+#endif
