@@ -186,14 +186,9 @@ MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
   return b_mask ? pick<false, true>(rows, nv) : pick<false, false>(rows, nv);
 }
 
-// Width of the column panel starting at jr of a block of nc columns: NR, except that when a full
-// panel would leave a last one of a single vector, those two become (kNV - 1) vectors and two vectors
-// (a one-vector tile does twice the loads per FMA of the others).
-inline int64_t panel_w(int64_t nc, int64_t jr) {
-  const int64_t left = nc - jr;
-  if (kNV >= 3 && left > NR && left <= NR + W) return (kNV - 1) * W;
-  return left < NR ? left : NR;
-}
+// Width of the column panel starting at jr of a block of nc columns: NR, the last one what is left.
+// (Splitting a last one-vector panel and the full one before it as 2 + 2 vectors measured slower.)
+inline int64_t panel_w(int64_t nc, int64_t jr) { return nc - jr < NR ? nc - jr : NR; }
 
 // Packs op(B)[k0:k0+kc, j0:j0+nc] into column panels (see panel_w): panel p holds rows k at
 // dst + p*kc*NR + k*NR, its columns past the panel's width (up to the next multiple of W) zeroed.
