@@ -4,13 +4,15 @@
 // R, W, zero, load, load_n, store, store_n, bcast, set1, fmadd, mul, add, hsum) and the tile shape
 // kMR (rows) x kNV (vectors of W floats per row).
 //
-// Blocking: B is packed per [kc x nc] block into panels of kNV*W columns ([panel][k][NR], zero
-// padded), sized to half an L2; A is read in place (its kMR rows x kc stay in L1 across the
-// panels); the micro-kernel keeps a kMR x NR tile of C in registers and does one FMA per (row,
-// vector) and k, broadcasting A. Edge rows are separate instantiations, edge columns use masked
-// loads/stores of C. K is split into even blocks of at most kKC; the first applies beta, the rest
-// accumulate. Two short cuts skip packing: a few rows with B not transposed read B in place, and a
-// few rows with B transposed (fully connected layers at batch 1) run as dot products along K.
+// Blocking: B is packed per [kc x nc] block (kBBlock floats, within a 1 MiB L2) into panels of kNV*W
+// columns ([panel][k][NR], zero padded); each row panel of A (kMR rows x kc) is copied into an L1
+// block and reused across the panels; the micro-kernel keeps a kMR x NR tile of C in registers and
+// does one FMA per (row, vector) and k, broadcasting A. Edge rows are separate instantiations, edge
+// columns use masked loads/stores of C. K blocks (KBlocks) are at most kKC; the first applies beta,
+// the rest accumulate. While one block is multiplied, the micro-kernel prefetches the next B block and
+// the next row panel of A into L2 (PfStream), since weights stream from memory on every inference.
+// Two short cuts skip packing: a few rows with B not transposed read B in place, and a few rows with
+// B transposed (fully connected layers at batch 1) run as dot products along K.
 // Everything but sgemm_f32 has internal linkage, so no code built for this ISA can be merged into
 // a generic caller.
 
