@@ -1,5 +1,5 @@
-// MatMul, Gemm, MatMulInteger, QLinearMatMul. Float products go through gemm.h (Eigen's blocked GEMM
-// on mapped row-major buffers, no copies of contiguous inputs); the integer ops widen to int32 with
+// MatMul, Gemm, MatMulInteger, QLinearMatMul. Float products go through gemm.h (frugal's own SGEMM on
+// AVX-512, Eigen elsewhere; no copies of contiguous inputs); the integer ops widen to int32 with
 // the zero points subtracted and use the exact int32 GEMM, then requantize with quant_math.h.
 #include <algorithm>
 #include <cstring>
