@@ -59,18 +59,10 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
                                          std::map<std::string, std::string>& fallback) {
   FRUGAL_ASSIGN_OR_RETURN(Graph graph, Graph::build(model));
   QuantizeResult res;
-  res.opset_before = model.opset("");
-  if (res.opset_before == 0) return InvalidModel("the model does not import the default ONNX domain");
-  if (!graph.nodes_with_subgraphs().empty())
-    return Unsupported("models with control flow (If/Loop/Scan) cannot be quantized yet (node '" +
-                       graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
-
+  onnx::ModelProto proto;
+  FRUGAL_RETURN_IF_ERROR(quant_pass::begin_pass(model, graph, res, proto));
   // Opset: DynamicQuantizeLinear needs 11; raise to 13 as the weight-only form does (per-channel
   // DequantizeLinear for the Conv weights it keeps).
-  // A copy without the weights' bytes, as in the static pass: weights are read from `model`, and
-  // the initializers left as they were share `model`'s bytes at the end.
-  onnx::ModelProto proto = quant_pass::structure_copy(model.proto());
-  quant_pass::name_unnamed_nodes(proto.mutable_graph());  // stable "#i" names before the upgrade shifts indices
   int opset = res.opset_before;
   if (opset < 13) {
     Status st = quant_pass::try_raise_to_opset13(proto, opset, "DynamicQuantizeLinear needs 11, per-channel DequantizeLinear 13", res);
@@ -84,10 +76,8 @@ StatusOr<QuantizeResult> rewrite_integer(const Model& model, const QuantizeOptio
   auto work = Model::from_proto(proto, model.base_dir());
   const Graph source_graph = std::move(graph);  // indexes `model`, whose initializers hold the bytes
   FRUGAL_ASSIGN_OR_RETURN(graph, Graph::build(*work));
-  // From the source model, or from the upgraded copy for constants the opset upgrade added.
-  auto initializer_value = [&](const std::string& name) -> StatusOr<Tensor> {
-    if (const onnx::TensorProto* t = source_graph.initializer(name)) return model.initializer(*t);
-    return work->initializer(*graph.initializer(name));
+  auto initializer_value = [&](const std::string& name) {
+    return quant_pass::initializer_value(model, source_graph, *work, graph, name);
   };
   auto float_init = [&](const std::string& name) -> const onnx::TensorProto* {
     const onnx::TensorProto* t = name.empty() ? nullptr : graph.initializer(name);

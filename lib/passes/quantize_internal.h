@@ -183,6 +183,31 @@ inline void name_unnamed_nodes(onnx::GraphProto* g) {
   }
 }
 
+// The start every quantization pass shares: the checks on `model` (indexed by `graph`), then the
+// working copy without the weights' bytes (names, types and shapes are all a pass reads; weights are
+// read from `model` where they are quantized, and the rest share `model`'s bytes at the end), with
+// unnamed nodes named as the graph index reports them ("#i") before an opset upgrade can insert
+// nodes and shift the indices: --max-drop and the filters then find the same node every run.
+inline Status begin_pass(const Model& model, const Graph& graph, QuantizeResult& res, onnx::ModelProto& proto) {
+  res.opset_before = model.opset("");
+  if (res.opset_before == 0) return InvalidModel("the model does not import the default ONNX domain");
+  if (!graph.nodes_with_subgraphs().empty())
+    return Unsupported("models with control flow (If/Loop/Scan) cannot be quantized yet (node '" +
+                       graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
+  proto = structure_copy(model.proto());
+  name_unnamed_nodes(proto.mutable_graph());
+  return OkStatus();
+}
+
+// An initializer's value during a pass: from the source model (`source_graph` indexes it), which
+// holds the bytes, or from the working copy (`work`, indexed by `work_graph`) for the constants an
+// opset upgrade added, which carry theirs.
+inline StatusOr<Tensor> initializer_value(const Model& source, const Graph& source_graph, const Model& work,
+                                          const Graph& work_graph, const std::string& name) {
+  if (const onnx::TensorProto* t = source_graph.initializer(name)) return source.initializer(*t);
+  return work.initializer(*work_graph.initializer(name));
+}
+
 // Whether a node passes the user's node filters (--include, --exclude, --max-drop's keep_float);
 // `why` gets the reason when it does not.
 bool selected_by_filters(const NodeDef& n, const QuantizeOptions& opts, std::string* why);

@@ -132,20 +132,9 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   const bool weight_only = table == nullptr && plan == nullptr;
   FRUGAL_ASSIGN_OR_RETURN(Graph graph, Graph::build(model));
   QuantizeResult res;
-  res.opset_before = model.opset("");
-  if (res.opset_before == 0) return InvalidModel("the model does not import the default ONNX domain");
-  if (!graph.nodes_with_subgraphs().empty())
-    return Unsupported("models with control flow (If/Loop/Scan) cannot be quantized yet (node '" +
-                       graph.nodes()[graph.nodes_with_subgraphs().front()].name + "')");
-
+  onnx::ModelProto proto;
+  FRUGAL_RETURN_IF_ERROR(quant_pass::begin_pass(model, graph, res, proto));
   // Opset: QDQ needs 10, per-channel (axis on DequantizeLinear) needs 13.
-  // The pass works on a copy without the weights' bytes (names, types and shapes are all it reads);
-  // weights are read from `model` where they are quantized, and the initializers that stay as they
-  // were get their bytes back at the end. A full copy would hold every weight twice more at peak.
-  onnx::ModelProto proto = quant_pass::structure_copy(model.proto());
-  // Unnamed nodes get the names the graph index reports them by ("#i"), before the opset upgrade can
-  // insert nodes and shift the indices: --max-drop and the filters then find the same node every run.
-  quant_pass::name_unnamed_nodes(proto.mutable_graph());
   bool per_channel = opts.per_channel;
   int opset = res.opset_before;
   if (opset < 13) {
@@ -165,11 +154,8 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   auto work = Model::from_proto(proto, model.base_dir());
   const Graph source_graph = std::move(graph);  // indexes `model`, whose initializers hold the bytes
   FRUGAL_ASSIGN_OR_RETURN(graph, Graph::build(*work));
-  // An initializer's value: from the source model, or from the upgraded copy for the constants the
-  // opset upgrade added (those carry their bytes).
-  auto initializer_value = [&](const std::string& name) -> StatusOr<Tensor> {
-    if (const onnx::TensorProto* t = source_graph.initializer(name)) return model.initializer(*t);
-    return work->initializer(*graph.initializer(name));
+  auto initializer_value = [&](const std::string& name) {
+    return quant_pass::initializer_value(model, source_graph, *work, graph, name);
   };
 
   std::set<std::string> graph_outputs;
