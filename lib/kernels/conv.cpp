@@ -1,6 +1,7 @@
 // Conv, ConvTranspose, ConvInteger, QLinearConv for 1-D..3-D inputs.
 //   * a 1x1 stride-1 unpadded convolution is one GEMM per group and image on the input as it is;
-//   * other convolutions build im2col columns in a reused per-thread scratch buffer, then GEMM;
+//   * other convolutions build im2col columns in a reused per-thread scratch buffer, then GEMM
+//     (1-D/2-D windows: one copy per tap and row run, see im2col_row_2d);
 //   * one input channel per group (depthwise, channel multipliers) runs as a direct loop over
 //     output planes, parallel over N * M, vectorisable along the output row;
 //   * ConvTranspose is a GEMM (W^T X) followed by col2im accumulation, parallel over output channels.
@@ -119,6 +120,80 @@ void conv_channelwise(const Geom& g, int64_t N, int64_t C, int64_t M, const T* x
   });
 }
 
+// One im2col row for a 2-D (or 1-D) window: tap (kh, kw) of channel plane xc [IH, IW] for every
+// output position, out-of-range taps 0. With stride 1 and output rows as wide as input rows (same
+// padding), the valid output rows are one contiguous run of the plane, copied at once, after which
+// the pad columns it crossed are zeroed; otherwise row by row (stride 2 as its own loop so that it
+// vectorises).
+template <typename T>
+inline void im2col_row_2d(const T* __restrict xc, const Geom& g, int64_t kh, int64_t kw, T* __restrict dst) {
+  const int64_t OH = g.out[1], OW = g.out[2], IH = g.in[1], IW = g.in[2], sw = g.s[2];
+  const int64_t hoff = kh * g.d[1] - g.pb[1], woff = kw * g.d[2] - g.pb[2];
+  int64_t hlo = 0, hhi = 0, lo = 0, hi = 0;
+  valid_range(hoff, g.s[1], IH, OH, hlo, hhi);
+  valid_range(woff, sw, IW, OW, lo, hi);
+  if (hi <= lo) hlo = hhi = 0;  // no valid column: the whole row is padding
+  std::fill(dst, dst + hlo * OW, T(0));
+  std::fill(dst + hhi * OW, dst + OH * OW, T(0));
+  if (hhi <= hlo) return;
+  if (sw == 1 && g.s[1] == 1 && OW == IW) {
+    // dst[oh * OW + ow] = xc[(oh + hoff) * IW + ow + woff]: from (hlo, lo) to (hhi - 1, hi - 1) this
+    // is one run of the plane; its elements outside [lo, hi) of each row are pads, zeroed after.
+    const int64_t b = hlo * OW + lo, e = (hhi - 1) * OW + hi;
+    std::memcpy(dst + b, xc + (hlo + hoff) * IW + lo + woff, static_cast<size_t>(e - b) * sizeof(T));
+    if (lo > 0 || hi < OW)
+      for (int64_t oh = hlo; oh < hhi; ++oh) {
+        T* d = dst + oh * OW;
+        for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
+        for (int64_t ow = hi; ow < OW; ++ow) d[ow] = T(0);
+      }
+    return;
+  }
+  for (int64_t oh = hlo; oh < hhi; ++oh) {
+    T* d = dst + oh * OW;
+    const T* xr = xc + (oh * g.s[1] + hoff) * IW + woff;
+    for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
+    if (sw == 1) {
+      std::memcpy(d + lo, xr + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+    } else if (sw == 2) {
+      for (int64_t ow = lo; ow < hi; ++ow) d[ow] = xr[2 * ow];
+    } else {
+      for (int64_t ow = lo; ow < hi; ++ow) d[ow] = xr[ow * sw];
+    }
+    for (int64_t ow = hi; ow < OW; ++ow) d[ow] = T(0);
+  }
+}
+
+// Rows [r0, r1) of the 2-D im2col matrix (row = (c, kh, kw), as im2col in conv_geom.h).
+template <typename T>
+inline void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col) {
+  const int64_t kvol = g.kvol(), osz = g.out_size(), isz = g.in_size();
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t c = r / kvol, kk = r % kvol;
+    im2col_row_2d<T>(x + c * isz, g, kk / g.k[2], kk % g.k[2], col + r * osz);
+  }
+}
+
+FRUGAL_CLONES void im2col_rows_2d_f32(const float* x, const Geom& g, int64_t r0, int64_t r1, float* col) {
+  im2col_rows_2d<float>(x, g, r0, r1, col);
+}
+
+// im2col of conv_geom.h with a faster path for windows over at most two dims (no depth).
+template <typename T>
+void im2col_conv(const T* x, int64_t c_count, const Geom& g, T* col) {
+  if (g.k[0] != 1 || g.in[0] != 1 || g.out[0] != 1 || g.pb[0] != 0) {
+    im2col(x, c_count, g, col);
+    return;
+  }
+  const int64_t rows = c_count * g.kvol(), osz = g.out_size();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(osz, 1)), [&](int64_t r0, int64_t r1) {
+    if constexpr (std::is_same_v<T, float>)
+      im2col_rows_2d_f32(x, g, r0, r1, col);
+    else
+      im2col_rows_2d<T>(x, g, r0, r1, col);
+  });
+}
+
 // y[N, M, out...] = conv(x[N, C, in...], w[M, C/G, k...]) + bias.
 template <typename T>
 void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, const T* x, const T* w,
@@ -137,7 +212,7 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
       const T* xg = x + (n * C + grp * Cg) * isz;
       const T* B = xg;
       if (!pointwise) {
-        im2col(xg, Cg, g, col);
+        im2col_conv(xg, Cg, g, col);
         B = col;
       }
       gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, B, osz, y + (n * M + grp * Mg) * osz, osz);

@@ -4,12 +4,14 @@
 // auto_pad, and sizes around tile edges and primes. Integer ops are checked exactly.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "frugal/kernel.h"
 #include "kernel_test_util.h"
+#include "kernels/gemm.h"
 
 using namespace frugal;
 using namespace frugal::testing;
@@ -80,7 +82,10 @@ std::vector<double> ref_conv(const ConvCase& c, const std::vector<int64_t>& out,
   return y;
 }
 
-void run_conv_case(const ConvCase& c, uint32_t seed, bool bias) {
+// Runs Conv on random inputs and checks every value against ref_conv. relu: the executor's fused
+// activation (the private _frugal_activation attribute), checked as max(0, ref). dbl: float64 tensors
+// (the inputs are the same floats, widened).
+void run_conv_case(const ConvCase& c, uint32_t seed, bool bias, bool relu = false, bool dbl = false) {
   const size_t nd = c.in.size();
   std::vector<int64_t> out(nd);
   for (size_t d = 0; d < nd; ++d)
@@ -98,17 +103,26 @@ void run_conv_case(const ConvCase& c, uint32_t seed, bool bias) {
   set_ints(n, "dilations", c.dil);
   set_ints(n, "pads", c.pads);
   set_int(n, "group", c.group);
-  std::vector<Tensor> ins = {Tensor::from_vector<float>(xs, x), Tensor::from_vector<float>(ws, w)};
-  if (bias) ins.push_back(Tensor::from_vector<float>({c.M}, b));
+  if (relu) set_str(n, "_frugal_activation", "Relu");
+  auto tensor = [&](const Shape& s, const std::vector<float>& v) {
+    return dbl ? Tensor::from_vector<double>(s, std::vector<double>(v.begin(), v.end()))
+               : Tensor::from_vector<float>(s, v);
+  };
+  std::vector<Tensor> ins = {tensor(xs, x), tensor(ws, w)};
+  if (bias) ins.push_back(tensor({c.M}, b));
   Tensor y = run1(n, ins);
   Shape want_shape{c.N, c.M};
   for (auto v : out) want_shape.push_back(v);
   REQUIRE(y.shape() == want_shape);
+  REQUIRE(y.dtype() == (dbl ? DType::kDouble : DType::kFloat));
   auto want = ref_conv(c, out, x, w, bias ? &b : nullptr);
-  const float* yv = y.data<float>();
+  if (relu)
+    for (auto& v : want) v = std::max(v, 0.0);
+  const std::vector<double> got = y.to_double_vector();
+  const double tol = dbl ? 1e-10 : 1e-4;
   for (size_t i = 0; i < want.size(); ++i) {
     INFO("index " << i);
-    REQUIRE(std::fabs(yv[i] - want[i]) <= 1e-4 * (1.0 + std::fabs(want[i])));
+    REQUIRE(std::fabs(got[i] - want[i]) <= tol * (1.0 + std::fabs(want[i])));
   }
 }
 
@@ -139,6 +153,62 @@ TEST_CASE("Conv groups, depthwise and channel multipliers", "[conv]") {
   run_conv_case({2, 7, 7, 7, {10, 9}, {5, 3}, {1, 2}, {2, 1}, {2, 0, 3, 1}}, 7, false);  // depthwise dil
   run_conv_case({1, 4, 12, 4, {6, 6}, {3, 3}, {1, 1}, {1, 1}, {0, 1, 2, 0}}, 8, true);   // multiplier 3
   run_conv_case({1, 4, 8, 2, {6, 6}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}}, 9, true);    // grouped 1x1
+}
+
+// Output sizes one or two past a multiple of 48 columns (7 x 7 = 49, 5 x 10 = 50, 97): on the AVX-512
+// SGEMM the last columns are computed apart from the GEMM (dot products with the weight rows), for
+// im2col and pointwise convolutions, with groups, bias, fused Relu, batch > 1 and channel counts that
+// are not multiples of 16. Also the same shapes just off that rule (48, 52 columns) and in float64.
+TEST_CASE("Conv with output sizes just past the GEMM tile width", "[conv]") {
+  INFO("gemm " << frugal::kernels::gemm_isa());
+  uint32_t seed = 200;
+  // {N, C, M, group, in, k, strides, dil, pads}
+  const std::vector<ConvCase> cases = {
+      {1, 40, 36, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},        // 49, 3x3 same padding
+      {2, 24, 50, 1, {13, 13}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}},      // 49, stride 2, batch 2
+      {3, 33, 20, 1, {7, 7}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},        // 49, pointwise, batch 3
+      {1, 48, 40, 1, {14, 14}, {1, 1}, {2, 2}, {1, 1}, {0, 0, 0, 0}},      // 49, 1x1 stride 2 (im2col)
+      {2, 32, 48, 2, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},        // 49, 2 groups of 16 -> 24
+      {1, 12, 18, 3, {7, 7}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},        // 49, grouped pointwise, Mg 6
+      {1, 20, 17, 1, {5, 10}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},       // 50 (two columns)
+      {1, 20, 29, 1, {97}, {3}, {1}, {1}, {1, 1}},                         // 1-D, 97 = 2 * 48 + 1
+      {1, 17, 21, 1, {11, 9}, {3, 3}, {1, 1}, {2, 2}, {2, 2, 2, 2}},       // 99 = 2 * 48 + 3, dilation
+      {1, 19, 23, 1, {8, 6}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},        // 48: no column left
+      {1, 19, 23, 1, {13, 4}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},       // 52: four columns left
+      {1, 16, 16, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {0, 0, 2, 2}},        // 49, pads only at the end
+      {2, 3, 19, 1, {13, 14}, {7, 7}, {2, 2}, {1, 1}, {3, 3, 3, 3}},       // 49, stem-like 7x7 stride 2
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    for (int variant = 0; variant < 3; ++variant) {
+      INFO("variant " << variant);  // 0: plain, 1: bias + Relu, 2: bias, float64
+      run_conv_case(cases[i], seed++, variant >= 1, variant == 1, variant == 2);
+    }
+  }
+}
+
+// The im2col fast path (1-D and 2-D windows): one contiguous copy per tap when output rows are as
+// wide as input rows, else row by row, stride 2 and 3 gathers; dilated, asymmetric and wide pads,
+// kernels wider than the input (whole rows of padding).
+TEST_CASE("Conv im2col geometries", "[conv]") {
+  uint32_t seed = 300;
+  const std::vector<ConvCase> cases = {
+      {1, 5, 7, 1, {9, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},         // same: one copy per tap
+      {1, 5, 7, 1, {9, 11}, {3, 5}, {1, 1}, {2, 1}, {2, 0, 2, 4}},         // same width, asymmetric pads
+      {1, 4, 6, 1, {9, 11}, {3, 3}, {1, 1}, {1, 3}, {0, 3, 0, 3}},         // same width, dilated columns
+      {2, 3, 5, 1, {10, 12}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}},        // stride 2
+      {1, 3, 5, 1, {10, 12}, {3, 4}, {3, 3}, {1, 1}, {2, 0, 1, 3}},        // stride 3
+      {1, 3, 4, 1, {6, 5}, {3, 3}, {1, 2}, {2, 1}, {4, 0, 4, 3}},          // rows of pure padding
+      {1, 2, 3, 1, {3, 4}, {5, 7}, {1, 1}, {1, 1}, {2, 3, 2, 3}},          // kernel wider than the input
+      {1, 6, 9, 3, {8, 7}, {2, 3}, {1, 2}, {1, 1}, {0, 1, 1, 1}},          // groups, stride 1 x 2
+      {2, 3, 4, 1, {31}, {5}, {2}, {1}, {2, 2}},                           // 1-D stride 2
+      {1, 3, 4, 1, {1, 13}, {1, 3}, {1, 1}, {1, 1}, {0, 1, 0, 1}},         // one input row
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    run_conv_case(cases[i], seed++, i % 2 == 0, i % 3 == 0);
+    run_conv_case(cases[i], seed++, true, false, true);
+  }
 }
 
 TEST_CASE("Conv 1-D and 3-D", "[conv]") {
