@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 #include <set>
+#include <type_traits>
 
 #include "frugal/energy.h"
 #include "frugal/executor.h"
@@ -367,6 +368,86 @@ class CostBuilder {
     return true;
   }
 
+  // An initializer's values: in place when its bytes are inline raw_data (a read-only view; the
+  // model outlives the builder), else a decoded copy. Undefined when it cannot be read.
+  Tensor initializer_value(const onnx::TensorProto& proto) const {
+    const onnx::TensorProto& t = model_.resolve(proto);
+    const DType dt = static_cast<DType>(t.data_type());
+    Shape shape(t.dims().begin(), t.dims().end());
+    bool ok = t.has_raw_data() && !is_external(t) && dtype_bits(dt) % 8 == 0 && dtype_size(dt) > 0;
+    for (int64_t d : shape) ok = ok && d >= 0;
+    if (ok && t.raw_data().size() == storage_bytes(dt, shape_numel(shape)) &&
+        reinterpret_cast<uintptr_t>(t.raw_data().data()) % dtype_size(dt) == 0)
+      return Tensor::view(dt, std::move(shape), nullptr, t.raw_data().data());
+    auto c = model_.initializer(proto);
+    return c.ok() ? std::move(c).value() : Tensor();
+  }
+
+  // Without a run, a weight computed by DequantizeLinear from integer initializers has no value; its
+  // zeros are where q == zero point (or the scale is 0). Returns a float tensor with that zero pattern
+  // (1 elsewhere), which is all the sparsity counts read; undefined when the form is not covered
+  // (blocked quantization, non-initializer operands).
+  Tensor dequantized_zero_pattern(const std::string& name) const {
+    const int64_t p = graph_.producer(name);
+    if (p < 0) return {};
+    const NodeDef& n = graph_.nodes()[static_cast<size_t>(p)];
+    if (n.op_type != "DequantizeLinear" || n.inputs.size() < 2 || n.get_int("block_size", 0) != 0) return {};
+    auto value_of = [&](size_t k) -> Tensor {
+      if (k >= n.inputs.size() || n.inputs[k].empty()) return {};
+      const auto* init = graph_.initializer(n.inputs[k]);
+      return init ? initializer_value(*init) : Tensor();
+    };
+    const Tensor q = value_of(0), scale = value_of(1), zp = value_of(2);
+    if (!q.defined() || !scale.defined() || !dtype_is_integer(q.dtype())) return {};
+    if (n.inputs.size() > 2 && !n.inputs[2].empty() && !zp.defined()) return {};
+    const std::vector<double> sv = scale.to_double_vector();
+    const std::vector<double> zv = zp.defined() ? zp.to_double_vector() : std::vector<double>{0.0};
+    // Per-axis parameters run along `axis`; a single value applies everywhere.
+    int64_t axis = n.get_int("axis", 1);
+    if (axis < 0) axis += q.rank();
+    int64_t inner = 1, dim = 1;
+    if (sv.size() > 1 || zv.size() > 1) {
+      if (axis < 0 || axis >= q.rank()) return {};
+      dim = q.dim(axis);
+      for (int64_t d = axis + 1; d < q.rank(); ++d) inner *= q.dim(d);
+      if ((sv.size() != 1 && static_cast<int64_t>(sv.size()) != dim) ||
+          (zv.size() != 1 && static_cast<int64_t>(zv.size()) != dim))
+        return {};
+    }
+    Tensor out = Tensor::uninitialized(DType::kFloat, q.shape());
+    float* o = out.mut<float>();
+    const int64_t count = q.numel();
+    if (sv.size() == 1 && zv.size() == 1) inner = std::max<int64_t>(count, 1);
+    // Per (outer, channel): the zero point as the stored type's value (none when no stored value
+    // equals it) and whether the scale is 0. The axis is [outer, dim, inner].
+    const int64_t outer = count / (inner * dim);
+    auto fill = [&](auto* qp) {
+      using Q = std::remove_cv_t<std::remove_pointer_t<decltype(qp)>>;
+      for (int64_t c = 0; c < dim; ++c) {
+        const double sc = sv.size() == 1 ? sv[0] : sv[static_cast<size_t>(c)];
+        const double z = zv.size() == 1 ? zv[0] : zv[static_cast<size_t>(c)];
+        const Q zq = static_cast<Q>(z);
+        const bool all_zero = sc == 0.0, none = static_cast<double>(zq) != z;
+        for (int64_t ou = 0; ou < outer; ++ou) {
+          const int64_t base = (ou * dim + c) * inner;
+          for (int64_t i = 0; i < inner; ++i)
+            o[base + i] = (all_zero || (!none && qp[base + i] == zq)) ? 0.0f : 1.0f;
+        }
+      }
+    };
+    switch (q.dtype()) {
+      case DType::kInt8: fill(q.data<int8_t>()); break;
+      case DType::kUInt8: fill(q.data<uint8_t>()); break;
+      default: {
+        const std::vector<double> qv = q.to_double_vector();
+        fill(qv.data());
+      }
+    }
+    return out;
+  }
+
+  const std::map<std::string, std::pair<Shape, DType>>& shapes() const { return shapes_; }
+
   // Builds the cost of node `ni`; `values` (may be null) gives weight tensors for sparsity.
   Status add_node(size_t ni, const std::vector<const Tensor*>* values) {
     const NodeDef& n = graph_.nodes()[ni];
@@ -397,8 +478,9 @@ class CostBuilder {
         if (v) {
           value = *v;
         } else if (const auto* init = graph_.initializer(name)) {
-          auto t = model_.initializer(*init);
-          if (t.ok()) value = std::move(t).value();
+          value = initializer_value(*init);
+        } else {
+          value = dequantized_zero_pattern(name);
         }
         if (value.defined() && (dtype_is_float(value.dtype()) || dtype_is_integer(value.dtype())) &&
             value.numel() > 0 && !facts_.folded[ni]) {
@@ -406,7 +488,12 @@ class CostBuilder {
           const float* p = f.data<float>();
           const int64_t count = f.numel();
           int64_t z = 0;
-          for (int64_t e = 0; e < count; ++e) z += p[e] == 0.0f;
+          for (int64_t e0 = 0; e0 < count; e0 += 4096) {  // 32-bit counts per chunk: vectorised
+            const int64_t e1 = std::min(count, e0 + 4096);
+            int32_t zc = 0;
+            for (int64_t e = e0; e < e1; ++e) zc += p[e] == 0.0f;
+            z += zc;
+          }
           ci.zeros = z;
           if (z * 2 >= count)
             ci.pattern_2_4 = is_2_4_sparse(f, weight_reduction_axis(n, k, f.rank()));
@@ -479,14 +566,7 @@ class ShapeObserver : public Observer {
 
 }  // namespace
 
-StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOptions& opts) {
-  ExecOptions eo;
-  eo.dims = opts.dims;
-  auto ex_or = Executor::create(model, eo);
-  if (!ex_or.ok()) return ex_or.status().with_context("cost model needs shapes from one run");
-  auto& ex = *ex_or.value();
-  const Graph& g = ex.graph();
-  NamedTensors inputs;
+StatusOr<std::vector<std::pair<std::string, Shape>>> cost_input_shapes(const Graph& g, const CostOptions& opts) {
   std::vector<std::pair<std::string, Shape>> used;
   for (const auto& vi : g.inputs()) {
     Shape s;
@@ -500,9 +580,23 @@ StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOpt
       }
       s.push_back(v);
     }
-    DType t = vi.dtype == DType::kUndefined ? DType::kFloat : vi.dtype;
-    inputs.emplace_back(vi.name, Tensor::zeros(t, s));
     used.emplace_back(vi.name, s);
+  }
+  return used;
+}
+
+StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOptions& opts) {
+  ExecOptions eo;
+  eo.dims = opts.dims;
+  auto ex_or = Executor::create(model, eo);
+  if (!ex_or.ok()) return ex_or.status().with_context("cost model needs shapes from one run");
+  auto& ex = *ex_or.value();
+  const Graph& g = ex.graph();
+  FRUGAL_ASSIGN_OR_RETURN(auto used, cost_input_shapes(g, opts));
+  NamedTensors inputs;
+  for (size_t i = 0; i < used.size(); ++i) {
+    const DType t = g.inputs()[i].dtype == DType::kUndefined ? DType::kFloat : g.inputs()[i].dtype;
+    inputs.emplace_back(used[i].first, Tensor::zeros(t, used[i].second));
   }
   CostBuilder b(*model, g);
   ShapeObserver obs(b);
@@ -510,6 +604,88 @@ StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOpt
   if (!r.ok()) return r.status();
   ModelCost c = b.finish();
   c.input_shapes = std::move(used);
+  return c;
+}
+
+struct CostRecorder::Impl {
+  Impl(const Model& m, const Graph& g) : builder(m, g), obs(builder) {}
+  CostBuilder builder;
+  ShapeObserver obs;
+  std::vector<std::pair<std::string, Shape>> inputs;
+  bool ran = false;
+};
+
+CostRecorder::CostRecorder(const Model& model, const Graph& graph) : impl_(std::make_unique<Impl>(model, graph)) {}
+CostRecorder::~CostRecorder() = default;
+
+Status CostRecorder::on_inputs(const NamedTensors& inputs) {
+  if (impl_->ran) return Internal("a cost recorder observes one run");
+  impl_->ran = true;
+  for (const auto& kv : inputs) impl_->inputs.emplace_back(kv.first, kv.second.shape());
+  return impl_->obs.on_inputs(inputs);
+}
+
+Status CostRecorder::on_node(const NodeEvent& ev) { return impl_->obs.on_node(ev); }
+
+const std::vector<std::pair<std::string, Shape>>& CostRecorder::input_shapes() const { return impl_->inputs; }
+
+const std::map<std::string, std::pair<Shape, DType>>& CostRecorder::shapes() const { return impl_->builder.shapes(); }
+
+StatusOr<ModelCost> CostRecorder::finish() {
+  if (!impl_->ran) return Internal("the cost recorder saw no run");
+  ModelCost c = impl_->builder.finish();
+  c.input_shapes = impl_->inputs;
+  return c;
+}
+
+StatusOr<ModelCost> model_cost_derived(const Model& model, const std::map<std::string, std::pair<Shape, DType>>& known) {
+  FRUGAL_ASSIGN_OR_RETURN(Graph g, Graph::build(model));
+  std::map<std::string, std::pair<Shape, DType>> shapes;
+  for (const auto& vi : g.inputs()) {
+    auto it = known.find(vi.name);
+    if (it == known.end()) return NotFound("no shape known for input '" + vi.name + "'");
+    shapes[vi.name] = it->second;
+  }
+  for (const auto& kv : g.initializers())
+    shapes[kv.first] = {Shape(kv.second->dims().begin(), kv.second->dims().end()), static_cast<DType>(kv.second->data_type())};
+  auto shape_of = [&](const std::string& name) -> const std::pair<Shape, DType>* {
+    auto it = shapes.find(name);
+    return it != shapes.end() ? &it->second : nullptr;
+  };
+  for (size_t ni : g.topo_order()) {
+    const NodeDef& n = g.nodes()[ni];
+    for (size_t k = 0; k < n.outputs.size(); ++k) {
+      const std::string& o = n.outputs[k];
+      if (o.empty()) continue;
+      if (auto it = known.find(o); it != known.end()) {
+        shapes[o] = it->second;
+        continue;
+      }
+      // Outputs the source run never had: only the element-preserving forms a quantizer inserts.
+      const auto* in = !n.inputs.empty() && !n.inputs[0].empty() ? shape_of(n.inputs[0]) : nullptr;
+      if (!in || k != 0) return NotFound("no shape for '" + o + "' (" + n.op_type + ")");
+      DType t;
+      if (n.op_type == "QuantizeLinear") {
+        const auto* zp = n.inputs.size() > 2 && !n.inputs[2].empty() ? shape_of(n.inputs[2]) : nullptr;
+        t = n.has("output_dtype") ? static_cast<DType>(n.get_int("output_dtype", 0)) : zp ? zp->second : DType::kUInt8;
+      } else if (n.op_type == "DequantizeLinear") {
+        const auto* sc = n.inputs.size() > 1 ? shape_of(n.inputs[1]) : nullptr;
+        t = sc ? sc->second : DType::kFloat;
+      } else if (n.op_type == "Identity") {
+        t = in->second;
+      } else if (n.op_type == "Cast") {
+        t = static_cast<DType>(n.get_int("to", 0));
+      } else {
+        return NotFound("no shape for '" + o + "' (" + n.op_type + ")");
+      }
+      shapes[o] = {in->first, t};
+    }
+  }
+  CostBuilder b(model, g);
+  for (const auto& kv : shapes) b.record(kv.first, kv.second.first, kv.second.second);
+  for (size_t ni : g.topo_order()) FRUGAL_RETURN_IF_ERROR(b.add_node(ni, nullptr));
+  ModelCost c = b.finish();
+  for (const auto& vi : g.inputs()) c.input_shapes.emplace_back(vi.name, shapes[vi.name].first);
   return c;
 }
 

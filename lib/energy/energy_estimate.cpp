@@ -326,8 +326,6 @@ std::string energy_report_text(const ModelCost& model, const EnergyEstimate& est
 }
 
 StatusOr<Json> energy_section(const Model& original, const Model& compressed, const EnergyOptions& opts) {
-  FRUGAL_ASSIGN_OR_RETURN(DeviceProfile p, resolve_profile(opts));
-  FRUGAL_ASSIGN_OR_RETURN(Region r, resolve_region(opts));
   // The models outlive this call; the executor only borrows them.
   std::shared_ptr<const Model> a(&original, [](const Model*) {});
   std::shared_ptr<const Model> b(&compressed, [](const Model*) {});
@@ -335,9 +333,15 @@ StatusOr<Json> energy_section(const Model& original, const Model& compressed, co
   if (!ca.ok()) return ca.status().with_context("energy estimate of the original model");
   auto cb = model_cost(b, opts.cost);
   if (!cb.ok()) return cb.status().with_context("energy estimate of the compressed model");
-  EnergyEstimate ea = estimate_energy(*ca, p, r, opts.grid_g_per_kwh, opts.pue);
-  EnergyEstimate eb = estimate_energy(*cb, p, r, opts.grid_g_per_kwh, opts.pue);
-  Json j = energy_report_json(*ca, ea, &cb.value(), &eb, p, r, opts);
+  return energy_section(*ca, *cb, opts);
+}
+
+StatusOr<Json> energy_section(const ModelCost& original, const ModelCost& compressed, const EnergyOptions& opts) {
+  FRUGAL_ASSIGN_OR_RETURN(DeviceProfile p, resolve_profile(opts));
+  FRUGAL_ASSIGN_OR_RETURN(Region r, resolve_region(opts));
+  EnergyEstimate ea = estimate_energy(original, p, r, opts.grid_g_per_kwh, opts.pue);
+  EnergyEstimate eb = estimate_energy(compressed, p, r, opts.grid_g_per_kwh, opts.pue);
+  Json j = energy_report_json(original, ea, &compressed, &eb, p, r, opts);
   // Other commands' reports keep the summary; per-node detail stays in `frugal energy`.
   for (auto& m : j["models"]) m.erase("nodes");
   return j;

@@ -168,6 +168,28 @@ std::vector<std::string> default_calibration_tensors(const Graph& graph) {
 
 // ---- driver -------------------------------------------------------------------------------------
 
+namespace {
+
+// Two observers of one run; it needs every node when either does.
+class BothObservers : public Observer {
+ public:
+  BothObservers(Observer& a, Observer& b) : a_(a), b_(b) {}
+  Status on_inputs(const NamedTensors& in) override {
+    FRUGAL_RETURN_IF_ERROR(a_.on_inputs(in));
+    return b_.on_inputs(in);
+  }
+  Status on_node(const NodeEvent& ev) override {
+    FRUGAL_RETURN_IF_ERROR(a_.on_node(ev));
+    return b_.on_node(ev);
+  }
+
+ private:
+  Observer& a_;
+  Observer& b_;
+};
+
+}  // namespace
+
 StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
                                      const std::filesystem::path& model_path, const std::string& model_sha256) {
   // The model hash runs on its own thread, overlapping the inference.
@@ -183,7 +205,9 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   for (size_t i = 0; i < n; ++i) {
     auto inputs = data.get(i);
     if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
-    auto r = exec->run(*inputs, &obs);
+    BothObservers both(obs, *(opts.first_run_observer ? opts.first_run_observer : &obs));
+    Observer* o = (i == 0 && opts.first_run_observer) ? static_cast<Observer*>(&both) : &obs;
+    auto r = exec->run(*inputs, o);
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
   }
   CalibrationTable t;

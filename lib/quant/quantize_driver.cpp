@@ -176,6 +176,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   }
   CalibrationTable table;
   bool have_table = false;
+  std::unique_ptr<CostRecorder> cost_recorder;
   if (!job.table_path.empty()) {
     FRUGAL_ASSIGN_OR_RETURN(table, CalibrationTable::load(job.table_path));
     FRUGAL_ASSIGN_OR_RETURN(std::string model_sha, model_sha_of());
@@ -192,6 +193,9 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     if (co.tensors.empty()) {
       FRUGAL_ASSIGN_OR_RETURN(co.tensors, static_quantization_tensors(*model, job.quant));
     }
+    // The energy estimate needs one full run of the float model: calibration's first sample is it.
+    cost_recorder = std::make_unique<CostRecorder>(*model, graph);
+    co.first_run_observer = cost_recorder.get();
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
     mark("calibrate");
     table.model_path = job.model_path.string();
@@ -385,7 +389,20 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   // Energy: original vs quantized, estimated on the default profile of lib/energy (integrator: wire
   // --device-profile/--region through here when the CLI grows them).
   {
-    auto e = energy_section(*model, *qr.model, EnergyOptions{});
+    const EnergyOptions eopts;
+    // From calibration's first run when it ran at the shapes the estimate uses (otherwise, or when
+    // the quantized graph has outputs the float run cannot size, each model runs once here).
+    std::optional<StatusOr<Json>> from_run;
+    if (cost_recorder) {
+      auto want = cost_input_shapes(graph, eopts.cost);
+      if (want.ok() && *want == cost_recorder->input_shapes()) {
+        auto ca = cost_recorder->finish();
+        auto cb = model_cost_derived(*qr.model, cost_recorder->shapes());
+        if (ca.ok() && cb.ok()) from_run = energy_section(*ca, *cb, eopts);
+      }
+      cost_recorder.reset();
+    }
+    auto e = from_run ? std::move(*from_run) : energy_section(*model, *qr.model, eopts);
     if (e.ok()) rep["energy"] = std::move(e).value();
     else rep["energy"] = {{"error", e.status().message()}};
   }

@@ -7,6 +7,7 @@
 
 #include "frugal/embedded_data.h"
 #include "frugal/energy.h"
+#include "frugal/executor.h"
 
 #include "test_util.h"
 
@@ -467,4 +468,92 @@ TEST_CASE("energy_section: original vs compressed summary for other commands' re
   CHECK((*j)["models"][1]["totals"]["sparsity"]["macs_2_4_sparse"].get<double>() == 0);
   opts.profile = "nope";
   CHECK(energy_section(*a, *b, opts).status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("Cost from a run that happened anyway: CostRecorder, and a QDQ copy sized without running it", "[energy]") {
+  // Float model: Y = Relu(X W + b), X [2, 8], W [8, 4].
+  std::vector<float> w(32);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.25f * static_cast<float>(i % 7) - 0.5f;
+  auto fmodel = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2, 8] X) => (float[2, 4] Y) {
+      m = MatMul (X, W)
+      a = Add (m, B)
+      Y = Relu (a)
+    })",
+                            {{"W", Tensor::from_vector<float>({8, 4}, w)}, {"B", Tensor::from_vector<float>({4}, {0, 1, 2, 3})}});
+  auto ex = Executor::create(fmodel, ExecOptions{});
+  REQUIRE(ex.ok());
+  CostRecorder rec(*fmodel, (*ex)->graph());
+  auto out = (*ex)->run({{"X", Tensor::zeros(DType::kFloat, {2, 8})}}, &rec);
+  REQUIRE(out.ok());
+  auto from_run = rec.finish();
+  REQUIRE(from_run.ok());
+  CHECK(from_run->macs == 2 * 8 * 4);                           // hand-derived
+  CHECK(from_run->input_shapes == std::vector<std::pair<std::string, Shape>>{{"X", {2, 8}}});
+  auto own = model_cost(fmodel);
+  REQUIRE(own.ok());
+  CHECK(from_run->macs == own->macs);
+  CHECK(from_run->flops == own->flops);
+  CHECK(from_run->weight_bytes == own->weight_bytes);
+  CHECK(from_run->act_read_bytes == own->act_read_bytes);
+  auto want = cost_input_shapes((*ex)->graph());
+  REQUIRE(want.ok());
+  CHECK(*want == rec.input_shapes());
+
+  // Its QDQ copy: int8 weight per output channel (axis 1) with zeros at q == zero point 0; half of
+  // each group of 4 along K is zero in columns 0 and 1, so the zero fraction is 8 / 32.
+  std::vector<int8_t> wq(32);
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 4; ++n) wq[k * 4 + n] = (n < 2 && k % 2 == 1) ? 0 : static_cast<int8_t>(k + n + 1);
+  auto qmodel = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2, 8] X) => (float[2, 4] Y) {
+      xq = QuantizeLinear (X, xs, xz)
+      xd = DequantizeLinear (xq, xs, xz)
+      wd = DequantizeLinear <axis = 1> (Wq, ws, wz)
+      m = MatMul (xd, wd)
+      a = Add (m, B)
+      Y = Relu (a)
+    })",
+                            {{"Wq", Tensor::from_vector<int8_t>({8, 4}, wq)},
+                             {"ws", Tensor::from_vector<float>({4}, {0.1f, 0.2f, 0.3f, 0.4f})},
+                             {"wz", Tensor::from_vector<int8_t>({4}, {0, 0, 0, 0})},
+                             {"xs", Tensor::scalar<float>(0.05f)},
+                             {"xz", Tensor::scalar<uint8_t>(128)},
+                             {"B", Tensor::from_vector<float>({4}, {0, 1, 2, 3})}});
+  auto derived = model_cost_derived(*qmodel, rec.shapes());
+  if (!derived.ok()) FAIL(derived.status().to_string());
+  auto ran = model_cost(qmodel);
+  REQUIRE(ran.ok());
+  const NodeCost* mm = find_op(*derived, "MatMul");
+  REQUIRE(mm);
+  CHECK(mm->compute_dtype == "int8");
+  CHECK(mm->weight_zero_fraction == 8.0 / 32.0);  // hand-derived from wq
+  CHECK(derived->macs_zero_weights == 0.25 * 2 * 8 * 4);
+  // Node by node the same as running the QDQ model.
+  REQUIRE(derived->nodes.size() == ran->nodes.size());
+  for (size_t i = 0; i < ran->nodes.size(); ++i) {
+    INFO(ran->nodes[i].op_type);
+    CHECK(derived->nodes[i].op_type == ran->nodes[i].op_type);
+    CHECK(derived->nodes[i].macs == ran->nodes[i].macs);
+    CHECK(derived->nodes[i].weight_bytes == ran->nodes[i].weight_bytes);
+    CHECK(derived->nodes[i].act_read_bytes == ran->nodes[i].act_read_bytes);
+    CHECK(derived->nodes[i].act_write_bytes == ran->nodes[i].act_write_bytes);
+    CHECK(derived->nodes[i].weight_zero_fraction == ran->nodes[i].weight_zero_fraction);
+    CHECK(derived->nodes[i].compute_dtype == ran->nodes[i].compute_dtype);
+    CHECK(derived->nodes[i].folded == ran->nodes[i].folded);
+    CHECK(derived->nodes[i].pattern_2_4 == ran->nodes[i].pattern_2_4);
+  }
+  CHECK(derived->macs_zero_weights == ran->macs_zero_weights);
+
+  // A node the float run never had and that is not element-preserving cannot be sized: NotFound.
+  auto other = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2, 8] X) => (float[8, 2] T) {
+      T = Transpose (X)
+    })");
+  auto bad = model_cost_derived(*other, rec.shapes());
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == StatusCode::kNotFound);
 }

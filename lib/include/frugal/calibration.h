@@ -125,6 +125,9 @@ struct CalibOptions {
   // Tensors to observe; empty: every float tensor produced by a node plus the float graph inputs.
   std::vector<std::string> tensors;
   ExecOptions exec;
+  // Also sees the first sample's run (which then sees every node, unfused): a caller that needs one
+  // full run of the model anyway (the energy estimate's shapes) gets it from calibration. Not owned.
+  Observer* first_run_observer = nullptr;
 };
 
 // The observer behind calibration, usable on its own (tests feed tensors to it directly). One pass:

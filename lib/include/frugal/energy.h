@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "frugal/dtype.h"
+#include "frugal/executor.h"
 #include "frugal/kernel.h"
 #include "frugal/model.h"
 #include "frugal/report.h"
@@ -92,6 +93,36 @@ struct CostOptions {
 
 // Runs `model` once on synthetic inputs (zeros of the declared shapes) and records every node's shapes.
 StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOptions& opts = {});
+// The input shapes model_cost runs at: declared dims, symbolic ones from opts.dims or 1.
+StatusOr<std::vector<std::pair<std::string, Shape>>> cost_input_shapes(const Graph& graph, const CostOptions& opts = {});
+
+// The cost of a model from a run that happens anyway (calibration's first sample) instead of a run of
+// its own: attach it as the Observer of exactly one run, then finish(). It needs every node, so that
+// run is not fused. The result equals model_cost's when the run's input shapes (input_shapes())
+// equal cost_input_shapes(); the caller checks that.
+class CostRecorder : public Observer {
+ public:
+  CostRecorder(const Model& model, const Graph& graph);  // both must outlive the recorder
+  ~CostRecorder() override;
+  Status on_inputs(const NamedTensors& inputs) override;
+  Status on_node(const NodeEvent& ev) override;
+  const std::vector<std::pair<std::string, Shape>>& input_shapes() const;
+  // name -> (shape, dtype) of every tensor the run produced or read.
+  const std::map<std::string, std::pair<Shape, DType>>& shapes() const;
+  StatusOr<ModelCost> finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The cost of a model derived from another (a quantized copy) without running it: tensors named in
+// `known` (from a run of the source) keep their shapes, and the outputs a quantizer adds are sized
+// through QuantizeLinear, DequantizeLinear, Identity and Cast (element-preserving). Fails (NotFound)
+// when some output cannot be sized that way; the caller then runs model_cost. Weight sparsity of
+// DequantizeLinear outputs is read from the integer initializers (zero where q equals the zero point).
+StatusOr<ModelCost> model_cost_derived(const Model& model, const std::map<std::string, std::pair<Shape, DType>>& known);
+
 // The same from recorded shapes (the executor-free half; tests and other commands that already ran).
 // `shapes` maps tensor name -> (shape, dtype) for every node input and output that is not an initializer.
 StatusOr<ModelCost> model_cost_from_shapes(const Model& model,
@@ -183,6 +214,8 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
 
 // The energy section other commands put in their reports: original vs compressed on opts' profile.
 StatusOr<Json> energy_section(const Model& original, const Model& compressed, const EnergyOptions& opts);
+// The same from costs the caller already has (CostRecorder, model_cost_derived).
+StatusOr<Json> energy_section(const ModelCost& original, const ModelCost& compressed, const EnergyOptions& opts);
 
 // ---- Measured energy ---------------------------------------------------------------------------
 
