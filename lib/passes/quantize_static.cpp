@@ -7,6 +7,7 @@
 #include <regex>
 #include <set>
 
+#include "frugal/parallel.h"
 #include "frugal/quantize.h"
 #include "passes/quantize_internal.h"
 
@@ -473,14 +474,21 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
     out.scales[static_cast<size_t>(c)] = quant::symmetric_params(absmax[static_cast<size_t>(c)], range).scale;
   out.q = Tensor::uninitialized(DType::kInt8, f.shape());
   int8_t* q = out.q.mut<int8_t>();
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const int64_t base = (o * channels + c) * inner;
-      const float s = out.scales[static_cast<size_t>(c)];
+  // Rows of `inner` elements share a scale; row r is channel r % channels. Split over threads in
+  // row ranges of at least ~64K elements (a BERT-base model has 14 M weights to round).
+  const int64_t rows = outer * channels;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1));
+  const float* scales = out.scales.data();
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    int64_t c = r0 % channels;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t base = r * inner;
+      const float s = scales[c];
       for (int64_t i = 0; i < inner; ++i)
         q[base + i] = static_cast<int8_t>(quant::quantize_value(x[base + i], s, 0, range.lo, range.hi));
+      if (++c == channels) c = 0;
     }
-  }
+  });
   return out;
 }
 
