@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <limits>
 #include <set>
 #if defined(__SSE2__)
@@ -205,8 +206,9 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   for (size_t i = 0; i < n; ++i) {
     auto inputs = data.get(i);
     if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
-    BothObservers both(obs, *(opts.first_run_observer ? opts.first_run_observer : &obs));
-    Observer* o = (i == 0 && opts.first_run_observer) ? static_cast<Observer*>(&both) : &obs;
+    std::optional<BothObservers> both;
+    Observer* o = &obs;
+    if (i == 0 && opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
     auto r = exec->run(*inputs, o);
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
   }
