@@ -390,14 +390,16 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   // --device-profile/--region through here when the CLI grows them).
   {
     const EnergyOptions eopts;
-    // From calibration's first run when it ran at the shapes the estimate uses (otherwise, or when
-    // the quantized graph has outputs the float run cannot size, each model runs once here).
+    // The float model's cost comes from calibration's first run when that ran at the shapes the
+    // estimate uses; the quantized copy is sized from it, or run once when it has outputs the float
+    // run cannot size (an opset upgrade's Flatten around Softmax). Otherwise both models run here.
     std::optional<StatusOr<Json>> from_run;
     if (cost_recorder) {
       auto want = cost_input_shapes(graph, eopts.cost);
       if (want.ok() && *want == cost_recorder->input_shapes()) {
         auto ca = cost_recorder->finish();
         auto cb = model_cost_derived(*qr.model, cost_recorder->shapes());
+        if (!cb.ok() && cb.status().code() == StatusCode::kNotFound) cb = model_cost(qr.model, eopts.cost);
         if (ca.ok() && cb.ok()) from_run = energy_section(*ca, *cb, eopts);
       }
       cost_recorder.reset();
