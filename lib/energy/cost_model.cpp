@@ -383,15 +383,35 @@ class CostBuilder {
     return c.ok() ? std::move(c).value() : Tensor();
   }
 
-  // Without a run, a weight computed by DequantizeLinear from integer initializers has no value; its
+  // Without a run, the value of a constant tensor as far as sparsity counts need it: initializers,
+  // Constant nodes' tensors, DequantizeLinear of integer initializers (its zero pattern, below), and
+  // those reshaped by Reshape/Flatten/Squeeze/Unsqueeze/Identity. Undefined otherwise.
+  Tensor constant_value(const std::string& name, int depth = 0) const {
+    if (const auto* init = graph_.initializer(name)) return initializer_value(*init);
+    const int64_t p = graph_.producer(name);
+    if (p < 0 || depth > 8) return {};
+    const NodeDef& n = graph_.nodes()[static_cast<size_t>(p)];
+    if (n.op_type == "Constant") {
+      auto it = n.attrs.find("value");
+      return it != n.attrs.end() && it->second.kind == Attribute::Kind::kTensor ? it->second.t : Tensor();
+    }
+    if (n.op_type == "DequantizeLinear") return dequantized_zero_pattern(n);
+    static const std::set<std::string> reshapes = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"};
+    if (reshapes.count(n.op_type) && !n.inputs.empty()) {
+      Tensor in = constant_value(n.inputs[0], depth + 1);
+      auto it = shapes_.find(name);
+      if (in.defined() && it != shapes_.end() && shape_numel(it->second.first) == in.numel())
+        return in.reshaped(it->second.first);
+    }
+    return {};
+  }
+
+  // Without a run, a weight computed by DequantizeLinear (node n) from integer initializers has no value; its
   // zeros are where q == zero point (or the scale is 0). Returns a float tensor with that zero pattern
   // (1 elsewhere), which is all the sparsity counts read; undefined when the form is not covered
   // (blocked quantization, non-initializer operands).
-  Tensor dequantized_zero_pattern(const std::string& name) const {
-    const int64_t p = graph_.producer(name);
-    if (p < 0) return {};
-    const NodeDef& n = graph_.nodes()[static_cast<size_t>(p)];
-    if (n.op_type != "DequantizeLinear" || n.inputs.size() < 2 || n.get_int("block_size", 0) != 0) return {};
+  Tensor dequantized_zero_pattern(const NodeDef& n) const {
+    if (n.inputs.size() < 2 || n.get_int("block_size", 0) != 0) return {};
     auto value_of = [&](size_t k) -> Tensor {
       if (k >= n.inputs.size() || n.inputs[k].empty()) return {};
       const auto* init = graph_.initializer(n.inputs[k]);
@@ -447,6 +467,7 @@ class CostBuilder {
   }
 
   const std::map<std::string, std::pair<Shape, DType>>& shapes() const { return shapes_; }
+  void require_weight_values() { strict_values_ = true; }
 
   // Builds the cost of node `ni`; `values` (may be null) gives weight tensors for sparsity.
   Status add_node(size_t ni, const std::vector<const Tensor*>* values) {
@@ -477,10 +498,12 @@ class CostBuilder {
         Tensor value;
         if (v) {
           value = *v;
-        } else if (const auto* init = graph_.initializer(name)) {
-          value = initializer_value(*init);
         } else {
-          value = dequantized_zero_pattern(name);
+          value = constant_value(name);
+          // Without a run, a float weight whose value cannot be derived would drop out of the
+          // sparsity counts: model_cost_derived says so instead (its caller then runs the model).
+          if (!value.defined() && strict_values_ && dtype_is_float(ci.dtype))
+            return NotFound("the value of constant '" + name + "' needs a run");
         }
         if (value.defined() && (dtype_is_float(value.dtype()) || dtype_is_integer(value.dtype())) &&
             value.numel() > 0 && !facts_.folded[ni]) {
@@ -540,6 +563,7 @@ class CostBuilder {
   const Graph& graph_;
   GraphFacts facts_;
   std::map<std::string, std::pair<Shape, DType>> shapes_;
+  bool strict_values_ = false;
 };
 
 class ShapeObserver : public Observer {
@@ -682,6 +706,7 @@ StatusOr<ModelCost> model_cost_derived(const Model& model, const std::map<std::s
     }
   }
   CostBuilder b(model, g);
+  b.require_weight_values();
   for (const auto& kv : shapes) b.record(kv.first, kv.second.first, kv.second.second);
   for (size_t ni : g.topo_order()) FRUGAL_RETURN_IF_ERROR(b.add_node(ni, nullptr));
   ModelCost c = b.finish();

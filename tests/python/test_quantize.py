@@ -538,3 +538,24 @@ def test_quantize_calibrates_only_the_tensors_it_reads(frugal_bin, tmp_path):
         assert 0 < observed < len(full) / 2, (observed, len(full))
     samples = tl.load_npz_samples(data)
     tl.assert_cosine_per_output(tl.ort_run_many(model, samples), tl.ort_run_many(b, samples), 0.99)
+
+
+@pytest.mark.parametrize("which", ["digits_cnn", "mnist8"])
+def test_report_energy_equals_frugal_energy_of_each_file(frugal_bin, tmp_path, testdata, which):
+    # quantize sizes the float model from calibration's first run and the QDQ copy without running it
+    # (or runs only the copy when an opset upgrade added nodes): the totals must be those of
+    # `frugal energy` run on each file by itself.
+    if which == "digits_cnn":
+        model, calib = tl.MODELS_DIR / "digits_cnn.onnx", tl.MODELS_DATA / "digits_cnn_calib.npz"
+    else:
+        model = testdata / "alrevuelta-cONNXr" / "test" / "mnist" / "model.onnx"
+        calib = tmp_path / "calib.npz"
+        np.savez(calib, Input3=_mnist_like_samples(8))
+    out, rep = tmp_path / "q.onnx", tmp_path / "r.json"
+    tl.frugal_quantize(model, out, "--data", calib, "--method", "minmax", "--sqnr-samples", "0",
+                       "--no-fidelity", report=rep)
+    models = json.loads(rep.read_text())["energy"]["models"]
+    for path, got in ((model, models[0]), (out, models[1])):
+        alone = json.loads(tl.run_frugal(["energy", path, "--json"], expect_rc=0).stdout)["models"][0]
+        assert got["totals"] == alone["totals"], path
+        assert got["input_shapes"] == alone["input_shapes"]
