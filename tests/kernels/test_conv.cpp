@@ -155,10 +155,10 @@ TEST_CASE("Conv groups, depthwise and channel multipliers", "[conv]") {
   run_conv_case({1, 4, 8, 2, {6, 6}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}}, 9, true);    // grouped 1x1
 }
 
-// Output sizes one or two past a multiple of 48 columns (7 x 7 = 49, 5 x 10 = 50, 97): on the AVX-512
-// SGEMM the last columns are computed apart from the GEMM (dot products with the weight rows), for
-// im2col and pointwise convolutions, with groups, bias, fused Relu, batch > 1 and channel counts that
-// are not multiples of 16. Also the same shapes just off that rule (48, 52 columns) and in float64.
+// Output sizes around multiples of the AVX-512 SGEMM's 48-column tile (7 x 7 = 49, 5 x 10 = 50, 97,
+// 48, 52, 99), the shapes of resnet's last stages: im2col (small-plane copies) and pointwise
+// convolutions, with groups, bias, fused Relu, batch > 1, channel counts that are not multiples of
+// 16, and float64.
 TEST_CASE("Conv with output sizes just past the GEMM tile width", "[conv]") {
   INFO("gemm " << frugal::kernels::gemm_isa());
   uint32_t seed = 200;
@@ -203,6 +203,7 @@ TEST_CASE("Conv im2col geometries", "[conv]") {
       {1, 6, 9, 3, {8, 7}, {2, 3}, {1, 2}, {1, 1}, {0, 1, 1, 1}},          // groups, stride 1 x 2
       {2, 3, 4, 1, {31}, {5}, {2}, {1}, {2, 2}},                           // 1-D stride 2
       {1, 3, 4, 1, {1, 13}, {1, 3}, {1, 1}, {1, 1}, {0, 1, 0, 1}},         // one input row
+      {1, 2, 3, 1, {12, 11}, {9, 9}, {1, 2}, {1, 1}, {4, 4, 4, 4}},        // 81 taps: no tap table
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     INFO("case " << i);
