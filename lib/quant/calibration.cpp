@@ -8,6 +8,9 @@
 #include <set>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #endif
 
 #include "frugal/calibration.h"
@@ -211,6 +214,11 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     if (i == 0 && opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
     auto r = exec->run(*inputs, o);
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
+#if defined(__GLIBC__)
+    // The unfused first run freed more small blocks than a fused run ever holds; hand them back
+    // before the fused plan (BatchNormalization-folded weight copies) is built beside them.
+    if (both) malloc_trim(0);
+#endif
   }
   CalibrationTable t;
   t.method = calib_method_name(opts.method);
