@@ -214,12 +214,16 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     if (i == 0 && opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
     auto r = exec->run(*inputs, o);
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
+    // The unfused first run freed more (and other-sized) blocks than a fused run holds; hand them
+    // back before the fused plan (BatchNormalization-folded weight copies) is built beside them.
+    if (both) {
+      release_recycled_tensor_memory();
 #if defined(__GLIBC__)
-    // The unfused first run freed more small blocks than a fused run ever holds; hand them back
-    // before the fused plan (BatchNormalization-folded weight copies) is built beside them.
-    if (both) malloc_trim(0);
+      malloc_trim(0);
 #endif
+    }
   }
+  release_recycled_tensor_memory();  // what comes next (quantization, other models) needs other sizes
   CalibrationTable t;
   t.method = calib_method_name(opts.method);
   t.percentile = opts.method == CalibMethod::kPercentile ? opts.percentile : 0;

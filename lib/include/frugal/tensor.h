@@ -85,6 +85,11 @@ class Tensor {
   bool readonly_ = false;
 };
 
+// Freed tensor buffers of 1 MiB and more are kept (32 MiB at most) for the next allocation of the
+// same size, so repeated runs do not map and zero fresh pages every time. This frees the kept ones:
+// for a caller whose next phase allocates different sizes (calibration done, an unfused run over).
+void release_recycled_tensor_memory();
+
 // Element-wise comparison for tests and `frugal run --expect`.
 struct CompareResult {
   double max_abs = 0, max_rel = 0;
