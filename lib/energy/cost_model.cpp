@@ -368,17 +368,10 @@ class CostBuilder {
     return true;
   }
 
-  // An initializer's values: in place when its bytes are inline raw_data (a read-only view; the
-  // model outlives the builder), else a decoded copy. Undefined when it cannot be read.
+  // An initializer's values: in place when its bytes are inline raw_data (the model outlives the
+  // builder), else a decoded copy. Undefined when it cannot be read.
   Tensor initializer_value(const onnx::TensorProto& proto) const {
-    const onnx::TensorProto& t = model_.resolve(proto);
-    const DType dt = static_cast<DType>(t.data_type());
-    Shape shape(t.dims().begin(), t.dims().end());
-    bool ok = t.has_raw_data() && !is_external(t) && dtype_bits(dt) % 8 == 0 && dtype_size(dt) > 0;
-    for (int64_t d : shape) ok = ok && d >= 0;
-    if (ok && t.raw_data().size() == storage_bytes(dt, shape_numel(shape)) &&
-        reinterpret_cast<uintptr_t>(t.raw_data().data()) % dtype_size(dt) == 0)
-      return Tensor::view(dt, std::move(shape), nullptr, t.raw_data().data());
+    if (auto v = tensor_view_of_proto(proto, nullptr)) return std::move(*v);
     auto c = model_.initializer(proto);
     return c.ok() ? std::move(c).value() : Tensor();
   }
@@ -588,6 +581,22 @@ class ShapeObserver : public Observer {
   CostBuilder& b_;
 };
 
+// The executor-free walk: every node costed from recorded shapes, weights read from the model.
+StatusOr<ModelCost> cost_from_shapes(const Model& model, const Graph& g,
+                                     const std::map<std::string, std::pair<Shape, DType>>& shapes,
+                                     bool require_weight_values) {
+  CostBuilder b(model, g);
+  if (require_weight_values) b.require_weight_values();
+  for (const auto& kv : shapes) b.record(kv.first, kv.second.first, kv.second.second);
+  for (size_t ni : g.topo_order()) FRUGAL_RETURN_IF_ERROR(b.add_node(ni, nullptr));
+  ModelCost c = b.finish();
+  for (const auto& vi : g.inputs()) {
+    auto it = shapes.find(vi.name);
+    if (it != shapes.end()) c.input_shapes.emplace_back(vi.name, it->second.first);
+  }
+  return c;
+}
+
 }  // namespace
 
 StatusOr<std::vector<std::pair<std::string, Shape>>> cost_input_shapes(const Graph& g, const CostOptions& opts) {
@@ -705,27 +714,13 @@ StatusOr<ModelCost> model_cost_derived(const Model& model, const std::map<std::s
       shapes[o] = {in->first, t};
     }
   }
-  CostBuilder b(model, g);
-  b.require_weight_values();
-  for (const auto& kv : shapes) b.record(kv.first, kv.second.first, kv.second.second);
-  for (size_t ni : g.topo_order()) FRUGAL_RETURN_IF_ERROR(b.add_node(ni, nullptr));
-  ModelCost c = b.finish();
-  for (const auto& vi : g.inputs()) c.input_shapes.emplace_back(vi.name, shapes[vi.name].first);
-  return c;
+  return cost_from_shapes(model, g, shapes, /*require_weight_values=*/true);
 }
 
 StatusOr<ModelCost> model_cost_from_shapes(const Model& model,
                                            const std::map<std::string, std::pair<Shape, DType>>& shapes) {
   FRUGAL_ASSIGN_OR_RETURN(Graph g, Graph::build(model));
-  CostBuilder b(model, g);
-  for (const auto& kv : shapes) b.record(kv.first, kv.second.first, kv.second.second);
-  for (size_t ni : g.topo_order()) FRUGAL_RETURN_IF_ERROR(b.add_node(ni, nullptr));
-  ModelCost c = b.finish();
-  for (const auto& vi : g.inputs()) {
-    auto it = shapes.find(vi.name);
-    if (it != shapes.end()) c.input_shapes.emplace_back(vi.name, it->second.first);
-  }
-  return c;
+  return cost_from_shapes(model, g, shapes, /*require_weight_values=*/false);
 }
 
 }  // namespace frugal

@@ -344,23 +344,6 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
   return plan;
 }
 
-// An initializer stored inline as raw_data, used in place: a read-only view that keeps the model
-// alive, so the weights are held once (the parsed model) instead of twice. Kernels take any
-// element-aligned input (Slice and Split already hand them views at arbitrary offsets). Anything
-// else (typed fields, external data, sub-byte or misaligned storage) is copied by the caller.
-std::optional<Tensor> borrowed_initializer(const onnx::TensorProto& t, const std::shared_ptr<const Model>& model) {
-  const DType dt = static_cast<DType>(t.data_type());
-  if (!t.has_raw_data() || is_external(t) || dtype_bits(dt) % 8 != 0 || dtype_size(dt) == 0) return std::nullopt;
-  Shape shape(t.dims().begin(), t.dims().end());
-  for (int64_t d : shape)
-    if (d < 0) return std::nullopt;
-  const std::string& raw = t.raw_data();
-  if (raw.size() != storage_bytes(dt, shape_numel(shape)) || raw.empty() ||
-      reinterpret_cast<uintptr_t>(raw.data()) % dtype_size(dt) != 0)
-    return std::nullopt;
-  return Tensor::view(dt, std::move(shape), model, raw.data());
-}
-
 }  // namespace
 
 StatusOr<std::unique_ptr<Executor>> Executor::create(std::shared_ptr<const Model> model, const ExecOptions& opts) {
@@ -379,7 +362,8 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(std::shared_ptr<const Model
   }
   for (const auto& kv : ex->graph_.initializers()) {
     if (!dtype_is_supported(static_cast<DType>(kv.second->data_type()))) continue;
-    if (auto v = borrowed_initializer(*kv.second, ex->model_)) {
+    // Inline raw_data is used in place (the view keeps the model alive), so weights are held once.
+    if (auto v = tensor_view_of_proto(*kv.second, ex->model_)) {
       ex->constants_[kv.first] = std::move(*v);
       continue;
     }

@@ -17,6 +17,19 @@ bool is_external(const onnx::TensorProto& t) {
   return t.has_data_location() && t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL;
 }
 
+std::optional<Tensor> tensor_view_of_proto(const onnx::TensorProto& t, std::shared_ptr<const void> keepalive) {
+  const DType dt = static_cast<DType>(t.data_type());
+  if (!t.has_raw_data() || is_external(t) || dtype_bits(dt) % 8 != 0 || dtype_size(dt) == 0) return std::nullopt;
+  Shape shape(t.dims().begin(), t.dims().end());
+  for (int64_t d : shape)
+    if (d < 0) return std::nullopt;
+  const std::string& raw = t.raw_data();
+  if (raw.size() != storage_bytes(dt, shape_numel(shape)) || raw.empty() ||
+      reinterpret_cast<uintptr_t>(raw.data()) % dtype_size(dt) != 0)
+    return std::nullopt;
+  return Tensor::view(dt, std::move(shape), std::move(keepalive), raw.data());
+}
+
 std::string tensor_label(const onnx::TensorProto& t) {
   return "tensor '" + t.name() + "'";
 }

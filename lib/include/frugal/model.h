@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,12 @@ Status write_tensor_pb(const std::filesystem::path& path, const std::string& nam
 
 // Whether a tensor proto's data lives in an external file.
 bool is_external(const onnx::TensorProto& t);
+
+// A tensor proto stored inline as raw_data, used in place: a read-only view that holds `keepalive`
+// (whatever owns the proto; may be null when the caller outlives the view). Kernels take any
+// element-aligned input. nullopt for anything else (typed fields, external data, sub-byte or
+// misaligned storage): the caller then decodes a copy with tensor_from_proto.
+std::optional<Tensor> tensor_view_of_proto(const onnx::TensorProto& t, std::shared_ptr<const void> keepalive);
 
 // ---- Model ------------------------------------------------------------------------------------
 
