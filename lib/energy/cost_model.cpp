@@ -618,28 +618,6 @@ StatusOr<std::vector<std::pair<std::string, Shape>>> cost_input_shapes(const Gra
   return used;
 }
 
-StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOptions& opts) {
-  ExecOptions eo;
-  eo.dims = opts.dims;
-  auto ex_or = Executor::create(model, eo);
-  if (!ex_or.ok()) return ex_or.status().with_context("cost model needs shapes from one run");
-  auto& ex = *ex_or.value();
-  const Graph& g = ex.graph();
-  FRUGAL_ASSIGN_OR_RETURN(auto used, cost_input_shapes(g, opts));
-  NamedTensors inputs;
-  for (size_t i = 0; i < used.size(); ++i) {
-    const DType t = g.inputs()[i].dtype == DType::kUndefined ? DType::kFloat : g.inputs()[i].dtype;
-    inputs.emplace_back(used[i].first, Tensor::zeros(t, used[i].second));
-  }
-  CostBuilder b(*model, g);
-  ShapeObserver obs(b);
-  auto r = ex.run(inputs, &obs);
-  if (!r.ok()) return r.status();
-  ModelCost c = b.finish();
-  c.input_shapes = std::move(used);
-  return c;
-}
-
 struct CostRecorder::Impl {
   Impl(const Model& m, const Graph& g) : builder(m, g), obs(builder) {}
   CostBuilder builder;
@@ -669,6 +647,25 @@ StatusOr<ModelCost> CostRecorder::finish() {
   ModelCost c = impl_->builder.finish();
   c.input_shapes = impl_->inputs;
   return c;
+}
+
+StatusOr<ModelCost> model_cost(std::shared_ptr<const Model> model, const CostOptions& opts) {
+  ExecOptions eo;
+  eo.dims = opts.dims;
+  auto ex_or = Executor::create(model, eo);
+  if (!ex_or.ok()) return ex_or.status().with_context("cost model needs shapes from one run");
+  auto& ex = *ex_or.value();
+  const Graph& g = ex.graph();
+  FRUGAL_ASSIGN_OR_RETURN(auto used, cost_input_shapes(g, opts));
+  NamedTensors inputs;
+  for (size_t i = 0; i < used.size(); ++i) {
+    const DType t = g.inputs()[i].dtype == DType::kUndefined ? DType::kFloat : g.inputs()[i].dtype;
+    inputs.emplace_back(used[i].first, Tensor::zeros(t, used[i].second));
+  }
+  CostRecorder rec(*model, g);
+  auto r = ex.run(inputs, &rec);
+  if (!r.ok()) return r.status();
+  return rec.finish();
 }
 
 StatusOr<ModelCost> model_cost_derived(const Model& model, const std::map<std::string, std::pair<Shape, DType>>& known) {
