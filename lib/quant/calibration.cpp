@@ -16,6 +16,7 @@
 #include "frugal/calibration.h"
 #include "frugal/file_util.h"
 #include "frugal/parallel.h"
+#include "histogram_simd.h"
 
 namespace frugal {
 
@@ -39,26 +40,15 @@ StatusOr<CalibMethod> parse_calib_method(const std::string& s) {
 
 // ---- observer -----------------------------------------------------------------------------------
 
-RangeObserver::RangeObserver(CalibOptions opts, std::vector<std::string> tensors) : opts_(std::move(opts)) {
-  for (auto& t : tensors) {
-    TensorRange r;
-    r.min = std::numeric_limits<double>::infinity();
-    r.max = -std::numeric_limits<double>::infinity();
-    watched_.insert(t);
-    stats_.emplace(std::move(t), r);
+namespace {
+
+// min/max over the non-NaN values of x[0:n) (+inf and -inf when there are none). MINPS/MAXPS return
+// their second operand, the running value, when the first is NaN; the scalar tail compares the same way.
+void min_max(const float* x, int64_t n, float* out_lo, float* out_hi) {
+  if (quant_simd::avx512()) {
+    quant_simd::min_max_avx512(x, n, out_lo, out_hi);
+    return;
   }
-}
-
-bool RangeObserver::needs_histograms() const { return opts_.method != CalibMethod::kMinMax; }
-
-void RangeObserver::observe(const std::string& name, const Tensor& t) {
-  auto it = stats_.find(name);
-  if (it == stats_.end() || !t.defined() || !dtype_is_float(t.dtype()) || t.numel() == 0) return;
-  Tensor f = t.dtype() == DType::kFloat ? t : t.to_float();
-  const float* x = f.data<float>();
-  const int64_t n = f.numel();
-  // min/max over the non-NaN values (MINPS/MAXPS return their second operand, the running value,
-  // when the first is NaN; the scalar tail compares the same way).
   float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
   int64_t i = 0;
 #if defined(__SSE2__)
@@ -80,6 +70,48 @@ void RangeObserver::observe(const std::string& name, const Tensor& t) {
     const float v = x[i];
     lo = v < lo ? v : lo;
     hi = v > hi ? v : hi;
+  }
+  *out_lo = lo;
+  *out_hi = hi;
+}
+
+}  // namespace
+
+RangeObserver::RangeObserver(CalibOptions opts, std::vector<std::string> tensors) : opts_(std::move(opts)) {
+  for (auto& t : tensors) {
+    TensorRange r;
+    r.min = std::numeric_limits<double>::infinity();
+    r.max = -std::numeric_limits<double>::infinity();
+    watched_.insert(t);
+    stats_.emplace(std::move(t), r);
+  }
+}
+
+bool RangeObserver::needs_histograms() const { return opts_.method != CalibMethod::kMinMax; }
+
+void RangeObserver::observe(const std::string& name, const Tensor& t) {
+  auto it = stats_.find(name);
+  if (it == stats_.end() || !t.defined() || !dtype_is_float(t.dtype()) || t.numel() == 0) return;
+  Tensor f = t.dtype() == DType::kFloat ? t : t.to_float();
+  const float* x = f.data<float>();
+  const int64_t n = f.numel();
+  float lo = std::numeric_limits<float>::infinity(), hi = -std::numeric_limits<float>::infinity();
+  constexpr int64_t kParallelMin = int64_t{1} << 16;  // values per task
+  const int64_t tasks = parallel_region_active() ? 1 : std::min<int64_t>(num_threads(), n / kParallelMin);
+  if (tasks > 1) {
+    std::vector<float> los(static_cast<size_t>(tasks)), his(static_cast<size_t>(tasks));
+    parallel_for(tasks, 1, [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const int64_t s = n * k / tasks, f = n * (k + 1) / tasks;
+        min_max(x + s, f - s, &los[static_cast<size_t>(k)], &his[static_cast<size_t>(k)]);
+      }
+    });
+    for (int64_t k = 0; k < tasks; ++k) {
+      lo = std::min(lo, los[static_cast<size_t>(k)]);
+      hi = std::max(hi, his[static_cast<size_t>(k)]);
+    }
+  } else {
+    min_max(x, n, &lo, &hi);
   }
   TensorRange& r = it->second;
   r.min = std::min(r.min, static_cast<double>(lo));

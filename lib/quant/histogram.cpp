@@ -9,6 +9,7 @@
 
 #include "frugal/calibration.h"
 #include "frugal/parallel.h"
+#include "histogram_simd.h"
 
 namespace frugal {
 
@@ -52,7 +53,8 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
   const int64_t width = 2 * nb;
   // Float arithmetic is exact when the scale is a power of two within float's normal range.
   const bool pow2 = (nb & (nb - 1)) == 0 && scale < 1e37 && scale > 1e-37;
-  if (n < 4 * width || !pow2) {
+  const bool wide = quant_simd::avx512();
+  if (n < (wide ? 2048 : 4 * width) || !pow2) {
     // Alone, count straight into `out`; beside other slices, into a local table merged under the lock.
     std::vector<uint64_t> local(mu ? static_cast<size_t>(width) : 0, 0);
     uint64_t* dst = mu ? local.data() : out;
@@ -75,7 +77,7 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
     return;
   }
   const int64_t stride = width + 1;
-  std::vector<uint32_t> t(static_cast<size_t>(4 * stride), 0);
+  std::vector<uint32_t> t(static_cast<size_t>(4 * stride + quant_simd::kScratchSlots), 0);
   uint32_t* t0 = t.data();
   uint32_t* t1 = t0 + stride;
   uint32_t* t2 = t1 + stride;
@@ -102,6 +104,12 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t stop = std::min(n, start + kBlock);
     int64_t i = start;
+    if (wide) {
+      const uint64_t zb = quant_simd::count_bins_avx512(x + i, stop - i, sf, static_cast<int32_t>(nb), t0, stride);
+      t0[nb] += static_cast<uint32_t>(zb);  // exact zeros sit in bin nb
+      z += zb;
+      i = stop;
+    }
 #if defined(__SSE2__)
     alignas(16) int32_t idx[4];
     __m128i vz = _mm_setzero_si128();  // exact zeros per lane (at most 2^28 per block)
@@ -178,7 +186,7 @@ void Histogram::add(const float* x, int64_t n, double absmax) {
   const double scale = std::ldexp(static_cast<double>(bins_), -exp_);
   const int64_t nb = bins_;
   const int threads = num_threads();
-  constexpr int64_t kParallelMin = int64_t{1} << 17;
+  constexpr int64_t kParallelMin = int64_t{1} << 16;  // values per task
   if (threads > 1 && n >= 2 * kParallelMin && !parallel_region_active()) {
     const int64_t tasks = std::min<int64_t>(threads, n / kParallelMin);
     std::mutex mu;

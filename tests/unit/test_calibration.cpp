@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include "frugal/calibration.h"
+#include "frugal/parallel.h"
+#include "quant/histogram_simd.h"
 
 using namespace frugal;
 
@@ -91,6 +93,130 @@ TEST_CASE("histogram bins are hand-computable and survive range growth", "[calib
   CHECK(m[14] == 1);  // 7
   Histogram other(32);
   CHECK_FALSE(h.merge(other).ok());
+}
+
+namespace {
+
+// Values that stress the bin arithmetic: a Relu-like body (half exact zeros, some -0), normal values,
+// values exactly on bin edges of either sign, denormals and products that underflow, the largest
+// value just under the range, NaN and infinities.
+std::vector<float> awkward_values(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.5f);
+  std::uniform_int_distribution<int> kind(0, 15), edge(-2047, 2047);
+  std::vector<float> v(n);
+  for (auto& x : v) {
+    switch (kind(rng)) {
+      case 0: case 1: case 2: case 3: case 4: case 5: x = 0.0f; break;
+      case 6: x = -0.0f; break;
+      case 7: x = static_cast<float>(edge(rng)) / 256.0f; break;  // on an edge of w = 8 / 2048
+      case 8: x = (kind(rng) & 1 ? 1.0f : -1.0f) * 1e-42f * static_cast<float>(kind(rng) + 1); break;
+      case 9: x = kind(rng) == 0 ? std::nanf("") : (kind(rng) & 1 ? INFINITY : -INFINITY); break;
+      default: x = std::clamp(d(rng), -7.99f, 7.99f);
+    }
+  }
+  v[n / 2] = std::nextafter(8.0f, 0.0f);
+  v[n / 2 + 1] = -v[n / 2];  // in bin 0: max |x| < 8 gives R = 8
+  return v;
+}
+
+// The bin of v among 2 * bins signed bins over [-R, R), derived in double: v * bins / R is exact in
+// double for a float v and power-of-two bins and R, and std::floor is exact.
+int64_t reference_bin(float v, int64_t bins, double range) {
+  const double y = static_cast<double>(v) * (static_cast<double>(bins) / range);
+  const int64_t b = static_cast<int64_t>(std::floor(y)) + bins;
+  return std::clamp<int64_t>(b, 0, 2 * bins - 1);
+}
+
+std::vector<uint64_t> reference_counts(const std::vector<float>& v, int64_t bins, double range) {
+  std::vector<uint64_t> c(static_cast<size_t>(2 * bins), 0);
+  for (float x : v)
+    if (std::isfinite(x)) ++c[static_cast<size_t>(reference_bin(x, bins, range))];
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("histogram counts every value in the bin exact arithmetic gives it, on every path", "[calibration]") {
+  // 200003 values (not a multiple of any vector width) with R = 8 and 2048 bins: the wide path
+  // (tables, one or several threads) and, with FRUGAL_GEMM_ISA=avx2 (ctest runs this file again so),
+  // the SSE2 path; short inputs take the scalar path.
+  const auto v = awkward_values(200003, 5);
+  const auto expect = reference_counts(v, 2048, 8.0);
+  uint64_t zeros = 0;
+  for (float x : v) zeros += x == 0.0f;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Histogram h(2048);
+    h.add(v.data(), static_cast<int64_t>(v.size()));
+    REQUIRE(h.limit() == 8.0);
+    CHECK(h.counts() == expect);
+    CHECK(h.zeros() == zeros);
+  }
+  // A wide range (R = 2^40, so v * bins / R = v * 2^-29 in float): tiny negative values underflow
+  // to -0 in float yet lie in [-w, 0), one bin below zero's; tiny positive ones stay in zero's bin.
+  std::vector<float> wide(50001);
+  for (size_t i = 0; i < wide.size(); ++i) {
+    const float tiny = 1e-40f * static_cast<float>(i % 7 + 1);
+    wide[i] = i % 5 == 0 ? 0.0f : (i % 2 ? -tiny : tiny);
+  }
+  wide[777] = 1e12f;  // 2^39 < 1e12 < 2^40
+  const auto wide_expect = reference_counts(wide, 2048, std::ldexp(1.0, 40));
+  REQUIRE(wide_expect[2047] > 0);  // the underflowing negatives, counted apart from zero's bin 2048
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    Histogram h(2048);
+    h.add(wide.data(), static_cast<int64_t>(wide.size()));
+    REQUIRE(h.limit() == std::ldexp(1.0, 40));
+    CHECK(h.counts() == wide_expect);
+  }
+  set_num_threads(0);
+  for (size_t n : {size_t{1}, size_t{15}, size_t{17}, size_t{2047}, size_t{2049}, size_t{40000}}) {
+    std::vector<float> part(v.begin(), v.begin() + static_cast<long>(n));
+    part.push_back(-std::nextafter(8.0f, 0.0f));  // fixes R = 8 whatever the prefix holds
+    Histogram h(2048);
+    h.add(part.data(), static_cast<int64_t>(part.size()));
+    REQUIRE(h.limit() == 8.0);
+    CHECK(h.counts() == reference_counts(part, 2048, 8.0));
+  }
+}
+
+TEST_CASE("the AVX-512 bin counter and min/max agree with exact scalar arithmetic", "[calibration]") {
+  if (!quant_simd::avx512()) {
+    WARN("this CPU has no AVX-512 (or FRUGAL_GEMM_ISA caps it): the AVX-512 observer kernels are not run here");
+    return;
+  }
+  const auto v = awkward_values(100019, 9);
+  const int64_t nb = 2048, stride = 2 * nb + 1;
+  std::vector<uint32_t> t(static_cast<size_t>(4 * stride + quant_simd::kScratchSlots), 0);
+  for (size_t start : {size_t{0}, size_t{3}}) {  // aligned and unaligned input
+    std::fill(t.begin(), t.end(), 0u);
+    const int64_t n = static_cast<int64_t>(v.size() - start);
+    const uint64_t zeros = quant_simd::count_bins_avx512(v.data() + start, n, 256.0f, static_cast<int32_t>(nb), t.data(), stride);
+    std::vector<uint64_t> got(static_cast<size_t>(2 * nb), 0);
+    for (int k = 0; k < 4; ++k)
+      for (int64_t b = 0; b < 2 * nb; ++b) got[static_cast<size_t>(b)] += t[static_cast<size_t>(k * stride + b)];
+    std::vector<float> rest(v.begin() + static_cast<long>(start), v.end());
+    auto expect = reference_counts(rest, nb, 8.0);
+    uint64_t expect_zeros = 0;
+    for (float x : rest) expect_zeros += x == 0.0f;
+    CHECK(zeros == expect_zeros);
+    expect[static_cast<size_t>(nb)] -= expect_zeros;  // zeros are returned, not counted
+    CHECK(got == expect);
+    float lo = 0, hi = 0;
+    quant_simd::min_max_avx512(rest.data(), static_cast<int64_t>(rest.size()), &lo, &hi);
+    CHECK(lo == -INFINITY);  // the data hold infinities
+    CHECK(hi == INFINITY);
+  }
+  const float few[] = {std::nanf(""), 3.0f, -2.5f, std::nanf(""), 0.25f};
+  float lo = 0, hi = 0;
+  quant_simd::min_max_avx512(few, 5, &lo, &hi);
+  CHECK(lo == -2.5f);
+  CHECK(hi == 3.0f);
+  const float nans[] = {std::nanf(""), std::nanf("")};
+  quant_simd::min_max_avx512(nans, 2, &lo, &hi);
+  CHECK(lo == INFINITY);
+  CHECK(hi == -INFINITY);
 }
 
 TEST_CASE("percentile range from a uniform histogram", "[calibration]") {
