@@ -1,10 +1,12 @@
 // Calibration: the range observer, the one-pass driver and the JSON table.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <fstream>
 #include <future>
 #include <optional>
 #include <limits>
+#include <mutex>
 #include <set>
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -238,14 +240,19 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   size_t n = data.size();
   if (opts.max_samples > 0) n = std::min(n, opts.max_samples);
   if (n == 0) return InvalidData("calibration data '" + data.describe() + "' has no samples");
-  for (size_t i = 0; i < n; ++i) {
+  auto run_sample = [&](Executor& e, size_t i, Observer* o) -> Status {
     auto inputs = data.get(i);
     if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
+    auto r = e.run(*inputs, o);
+    if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
+    return OkStatus();
+  };
+  // The first sample alone, on every thread: with a first-run observer it runs unfused.
+  {
     std::optional<BothObservers> both;
     Observer* o = &obs;
-    if (i == 0 && opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
-    auto r = exec->run(*inputs, o);
-    if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
+    if (opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
+    FRUGAL_RETURN_IF_ERROR(run_sample(*exec, 0, o));
     // The unfused first run freed more (and other-sized) blocks than a fused run holds; hand them
     // back before the fused plan (BatchNormalization-folded weight copies) is built beside them.
     if (both) {
@@ -254,6 +261,50 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
       malloc_trim(0);
 #endif
     }
+  }
+  const int64_t lanes = opts.parallel_samples && !parallel_region_active()
+                            ? std::min<int64_t>(num_threads(), static_cast<int64_t>(n) - 1)
+                            : 1;
+  if (lanes < 2) {
+    for (size_t i = 1; i < n; ++i) FRUGAL_RETURN_IF_ERROR(run_sample(*exec, i, &obs));
+  } else {
+    // One executor and one observer per lane; lanes take the next sample as they finish one. Each
+    // sample's operators then run on its lane's thread alone (no fork and join per operator).
+    std::vector<std::unique_ptr<Executor>> execs;
+    execs.push_back(std::move(exec));
+    std::vector<RangeObserver> lane_obs;
+    for (int64_t l = 1; l < lanes; ++l) {
+      FRUGAL_ASSIGN_OR_RETURN(auto e, Executor::create(model, opts.exec));
+      execs.push_back(std::move(e));
+      lane_obs.emplace_back(opts, tensors);
+    }
+    std::mutex mu;  // the dataset's reads and the first failure
+    std::atomic<size_t> next{1};
+    std::atomic<bool> stop{false};
+    size_t failed_at = n;
+    Status failure;
+    parallel_for(lanes, 1, [&](int64_t b, int64_t e) {
+      for (int64_t l = b; l < e; ++l) {
+        Observer* o = l == 0 ? static_cast<Observer*>(&obs) : &lane_obs[static_cast<size_t>(l - 1)];
+        while (!stop.load()) {
+          const size_t i = next.fetch_add(1);
+          if (i >= n) break;
+          StatusOr<NamedTensors> inputs = [&] {
+            std::lock_guard<std::mutex> lock(mu);
+            return data.get(i);
+          }();
+          Status st = inputs.ok() ? execs[static_cast<size_t>(l)]->run(*inputs, o).status() : inputs.status();
+          if (!st.ok()) {
+            std::lock_guard<std::mutex> lock(mu);
+            // Report the earliest failing sample, as a one-thread run would.
+            if (i < failed_at) failed_at = i, failure = st.with_context("calibration, sample " + std::to_string(i));
+            stop = true;
+          }
+        }
+      }
+    });
+    if (failed_at < n) return failure;
+    for (const auto& lo : lane_obs) FRUGAL_RETURN_IF_ERROR(obs.merge(lo));
   }
   release_recycled_tensor_memory();  // what comes next (quantization, other models) needs other sizes
   CalibrationTable t;

@@ -139,6 +139,39 @@ def test_calibration_independent_of_batch_and_order(frugal_bin, tmp_path):
                     (method, k, f)
 
 
+def test_calibration_same_table_on_any_thread_count(frugal_bin, tmp_path):
+    """With two or more threads, samples after the first run side by side on their own executors and
+    observers, merged at the end: the table must be the one a single thread makes, field for field."""
+    for method in ["entropy", "percentile", "minmax"]:
+        tabs = {}
+        for threads in [1, 2, 3]:
+            t = tmp_path / f"{method}_{threads}.json"
+            tl.run_frugal(["--threads", str(threads), "calibrate", tl.MODELS_DIR / "digits_cnn.onnx", "--data",
+                           tl.MODELS_DATA / "digits_cnn_calib.npz", "--method", method, "-o", t],
+                          expect_rc=0, bin_path=frugal_bin)
+            tabs[threads] = json.loads(t.read_text())
+        assert tabs[1]["samples"] == 256
+        assert tabs[1] == tabs[2] == tabs[3], method
+
+
+def test_calibration_reports_the_first_bad_sample_on_any_thread_count(frugal_bin, tmp_path):
+    """Samples 5 and 6 of 12 have the wrong shape: every thread count names sample 5, exits 2 and
+    writes no table."""
+    x = np.load(tl.MODELS_DATA / "digits_cnn_calib.npz")["input"]
+    data = tmp_path / "data"
+    for i in range(12):
+        a = x[i] if i not in (5, 6) else np.zeros((1, 1, 8, 9), np.float32)
+        tl.write_test_data_set(data / f"test_data_set_{i:02d}", [("input", a)])
+    for threads in [1, 2, 3]:
+        out = tmp_path / f"t{threads}.json"
+        p = tl.run_frugal(["-q", "--threads", str(threads), "calibrate", tl.MODELS_DIR / "digits_cnn.onnx", "--data", data,
+                           "--method", "entropy", "-o", out], bin_path=frugal_bin)
+        assert p.returncode == 2, p.stderr
+        assert "sample 5" in p.stderr and "sample 6" not in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert not out.exists()
+
+
 def test_int8_activations_per_tensor_reduce_range(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_cnn.onnx"
     out = tmp_path / "q.onnx"

@@ -128,6 +128,11 @@ struct CalibOptions {
   // Also sees the first sample's run (which then sees every node, unfused): a caller that needs one
   // full run of the model anyway (the energy estimate's shapes) gets it from calibration. Not owned.
   Observer* first_run_observer = nullptr;
+  // After the first sample, run whole samples side by side, one per thread (each on its own executor
+  // and observer, merged exactly at the end: the table is the same as one thread's), instead of
+  // splitting each sample's operators across threads. Costs one more set of activations (and of
+  // folded weights, for models with BatchNormalization) per extra thread.
+  bool parallel_samples = true;
 };
 
 // The observer behind calibration, usable on its own (tests feed tensors to it directly). One pass:
