@@ -225,9 +225,11 @@ bool match_gelu(const Fuser& f, const std::string& h, std::vector<size_t>& cover
 }
 
 // Builds the fused plan; returns null when nothing fuses.
+// `donor` (may be null): a plan another executor built for the same model, whose folded weights are
+// taken as they are (shared, not recomputed) where this plan folds the same nodes.
 StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::map<std::string, Tensor>& constants,
                                                      const KernelRegistry& reg, Backend backend,
-                                                     const std::set<std::string>& visible) {
+                                                     const std::set<std::string>& visible, const ExecPlan* donor) {
   Fuser f(g, constants, visible);
   auto plan = std::make_shared<ExecPlan>();
   std::vector<bool> absorbed(g.nodes().size(), false);
@@ -272,22 +274,29 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
           const Tensor* B0 = n.inputs.size() >= 3 && !n.inputs[2].empty() ? f.const_f32(n.inputs[2]) : nullptr;
           if (B0 && B0->numel() != M) ok = false;
           if (ok) {
-            Tensor W2 = Tensor::uninitialized(DType::kFloat, W.shape());
-            Tensor B2 = Tensor::uninitialized(DType::kFloat, {M});
-            const int64_t per = W.numel() / M;
-            for (int64_t m = 0; m < M; ++m) {
-              // Same arithmetic as the BatchNormalization kernel: y = x * s + (beta - mean * s).
-              const float s = gamma[m] / std::sqrt(var[m] + eps);
-              const float* wi = W.data<float>() + m * per;
-              float* wo = W2.mut<float>() + m * per;
-              for (int64_t i = 0; i < per; ++i) wo[i] = wi[i] * s;
-              const float b0 = B0 ? B0->data<float>()[m] : 0.0f;
-              B2.mut<float>()[m] = b0 * s + (beta[m] - mean[m] * s);
-            }
             const std::string wn = "\x01fused/" + n.name + "/" + std::to_string(ni) + "/W";
             const std::string bnm = "\x01fused/" + n.name + "/" + std::to_string(ni) + "/B";
-            plan->constants[wn] = std::move(W2);
-            plan->constants[bnm] = std::move(B2);
+            const auto dw = donor ? donor->constants.find(wn) : plan->constants.end();
+            const auto db = donor ? donor->constants.find(bnm) : plan->constants.end();
+            if (donor && dw != donor->constants.end() && db != donor->constants.end()) {
+              plan->constants[wn] = dw->second;
+              plan->constants[bnm] = db->second;
+            } else {
+              Tensor W2 = Tensor::uninitialized(DType::kFloat, W.shape());
+              Tensor B2 = Tensor::uninitialized(DType::kFloat, {M});
+              const int64_t per = W.numel() / M;
+              for (int64_t m = 0; m < M; ++m) {
+                // Same arithmetic as the BatchNormalization kernel: y = x * s + (beta - mean * s).
+                const float s = gamma[m] / std::sqrt(var[m] + eps);
+                const float* wi = W.data<float>() + m * per;
+                float* wo = W2.mut<float>() + m * per;
+                for (int64_t i = 0; i < per; ++i) wo[i] = wi[i] * s;
+                const float b0 = B0 ? B0->data<float>()[m] : 0.0f;
+                B2.mut<float>()[m] = b0 * s + (beta[m] - mean[m] * s);
+              }
+              plan->constants[wn] = std::move(W2);
+              plan->constants[bnm] = std::move(B2);
+            }
             exec.inputs = {n.inputs[0], wn, bnm};
             covered.push_back(static_cast<size_t>(bn));
             cur = b.outputs[0];
@@ -376,21 +385,43 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(std::shared_ptr<const Model
     if (!t.ok()) return t.status();
     ex->constants_[kv.first] = std::move(t).value();
   }
-  ex->kernels_.resize(ex->graph_.nodes().size());
-  for (size_t i : ex->graph_.topo_order()) {
-    const NodeDef& n = ex->graph_.nodes()[i];
-    const KernelEntry* e = reg.find(n.domain, n.op_type, n.opset, opts.backend);
+  FRUGAL_RETURN_IF_ERROR(ex->make_kernels());
+  return ex;
+}
+
+Status Executor::make_kernels() {
+  const KernelRegistry& reg = default_registry();
+  kernels_.resize(graph_.nodes().size());
+  for (size_t i : graph_.topo_order()) {
+    const NodeDef& n = graph_.nodes()[i];
+    const KernelEntry* e = reg.find(n.domain, n.op_type, n.opset, opts_.backend);
     auto k = e->create(n);
     if (!k.ok()) {
       const auto& st = k.status();
       return st.message().rfind("node '", 0) == 0 ? st : st.with_context(n.label());
     }
-    ex->kernels_[i] = std::move(k).value();
+    kernels_[i] = std::move(k).value();
   }
-  const auto& order = ex->graph_.topo_order();
+  last_use_.clear();
+  const auto& order = graph_.topo_order();
   for (size_t pos = 0; pos < order.size(); ++pos)
-    for (const auto& in : ex->graph_.nodes()[order[pos]].inputs)
-      if (!in.empty()) ex->last_use_[in] = pos;
+    for (const auto& in : graph_.nodes()[order[pos]].inputs)
+      if (!in.empty()) last_use_[in] = pos;
+  return OkStatus();
+}
+
+StatusOr<std::unique_ptr<Executor>> Executor::sibling(const Observer* observer) {
+  // Build this executor's plan for what the observer watches first, so the sibling can borrow it.
+  const std::set<std::string>* watched = observer ? observer->watched() : nullptr;
+  if (!observer || watched) fused_plan(watched ? *watched : std::set<std::string>{});
+  std::unique_ptr<Executor> ex(new Executor());
+  ex->model_ = model_;
+  ex->opts_ = opts_;
+  ex->opts_.threads = 0;  // the thread count is process-wide: only the first executor sets it
+  FRUGAL_ASSIGN_OR_RETURN(ex->graph_, Graph::build(*ex->model_));
+  ex->constants_ = constants_;  // tensors share their storage
+  ex->donor_ = fused_;
+  FRUGAL_RETURN_IF_ERROR(ex->make_kernels());
   return ex;
 }
 
@@ -398,7 +429,7 @@ const ExecPlan* Executor::fused_plan(const std::set<std::string>& visible) {
   if (!opts_.fuse || opts_.backend != Backend::kCpu) return nullptr;
   if (!fused_built_ || visible != fused_visible_) {
     fused_.reset();  // release the old plan's folded weights before building the next
-    auto plan = build_fused_plan(graph_, constants_, default_registry(), opts_.backend, visible);
+    auto plan = build_fused_plan(graph_, constants_, default_registry(), opts_.backend, visible, donor_.get());
     // Every fused node's kernel was checked buildable with its original attributes; should a fused
     // variant still fail to build, the unfused plan runs (fusion is only an optimisation).
     fused_ = plan.ok() ? std::move(plan).value() : nullptr;

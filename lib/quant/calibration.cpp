@@ -274,7 +274,7 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     execs.push_back(std::move(exec));
     std::vector<RangeObserver> lane_obs;
     for (int64_t l = 1; l < lanes; ++l) {
-      FRUGAL_ASSIGN_OR_RETURN(auto e, Executor::create(model, opts.exec));
+      FRUGAL_ASSIGN_OR_RETURN(auto e, execs.front()->sibling(&obs));
       execs.push_back(std::move(e));
       lane_obs.emplace_back(opts, tensors);
     }

@@ -172,6 +172,83 @@ def test_calibration_reports_the_first_bad_sample_on_any_thread_count(frugal_bin
         assert not out.exists()
 
 
+def _conv_bn_model(path):
+    """Two Conv -> BatchNormalization -> Relu blocks, then GlobalAveragePool -> Flatten -> Gemm (random
+    weights, opset 13): quantization folds each BatchNormalization into its Conv at run time."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(3)
+    inits, nodes = [], []
+
+    def init(name, a):
+        inits.append(numpy_helper.from_array(a.astype(np.float32), name))
+
+    c_in = 3
+    for k, c_out in enumerate([8, 12], start=1):
+        init(f"w{k}", rng.standard_normal((c_out, c_in, 3, 3)) * 0.3)
+        init(f"b{k}", rng.standard_normal(c_out) * 0.1)
+        init(f"g{k}", rng.uniform(0.5, 1.5, c_out))
+        init(f"be{k}", rng.standard_normal(c_out) * 0.2)
+        init(f"m{k}", rng.standard_normal(c_out) * 0.1)
+        init(f"v{k}", rng.uniform(0.5, 2.0, c_out))
+        src = "x" if k == 1 else f"r{k - 1}"
+        nodes += [helper.make_node("Conv", [src, f"w{k}", f"b{k}"], [f"c{k}"], name=f"conv{k}", pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", [f"c{k}", f"g{k}", f"be{k}", f"m{k}", f"v{k}"], [f"n{k}"],
+                                   name=f"bn{k}"),
+                  helper.make_node("Relu", [f"n{k}"], [f"r{k}"], name=f"relu{k}")]
+        c_in = c_out
+    init("fw", rng.standard_normal((4, c_in)) * 0.3)
+    init("fb", rng.standard_normal(4) * 0.1)
+    nodes += [helper.make_node("GlobalAveragePool", ["r2"], ["p"], name="gap"),
+              helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+              helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "conv_bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+
+
+def test_quantize_folded_batchnorm_same_model_on_any_thread_count(frugal_bin, tmp_path):
+    """Calibration lanes share the folded Conv+BatchNormalization weights: the quantized model is byte
+    for byte the same on 1, 2 and 3 threads, its activation scales are the min/max onnxruntime sees
+    on the same data, and it runs in onnxruntime close to the float model."""
+    model = tmp_path / "conv_bn.onnx"
+    _conv_bn_model(model)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((24, 1, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    outs = {}
+    for threads in [1, 2, 3]:
+        outs[threads] = tmp_path / f"q{threads}.onnx"
+        tl.run_frugal(["-q", "--threads", str(threads), "quantize", model, "-o", outs[threads], "--data",
+                       tmp_path / "calib.npz", "--method", "minmax", "--sqnr-samples", "0", "--no-fidelity"],
+                      expect_rc=0, bin_path=frugal_bin)
+    assert outs[1].read_bytes() == outs[2].read_bytes() == outs[3].read_bytes()
+    m = _check_qdq_model(outs[2])
+    # Every quantized activation's scale and zero point against its min/max as onnxruntime computes
+    # them on the float model (uint8 asymmetric over [min(lo, 0), max(hi, 0)]).
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    acts = [n for n in m.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    names = sorted({n.input[0] for n in acts})
+    assert {"x", "r1"} <= set(names), names  # the graph input and the second Conv's input
+    probe = onnx.load(str(model))
+    for name in names:
+        if name != "x":
+            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    probe_path = tmp_path / "probe.onnx"
+    onnx.save(probe, str(probe_path))
+    inter = [dict(tl.ort_run(probe_path, {"x": s}, [n for n in names if n != "x"]), x=s) for s in x]
+    for n in acts:
+        lo = min(0.0, min(float(o[n.input[0]].min()) for o in inter))
+        hi = max(0.0, max(float(o[n.input[0]].max()) for o in inter))
+        scale, zp = float(inits[n.input[1]]), int(inits[n.input[2]])
+        assert scale == pytest.approx((hi - lo) / 255, rel=1e-5), n.input[0]
+        assert zp == round(-lo / ((hi - lo) / 255)), n.input[0]
+    seen = tl.ort_run_many(model, [{"x": s} for s in x])
+    qy = tl.concat_output(tl.ort_run_many(outs[2], [{"x": s} for s in x]))
+    fy = tl.concat_output(seen)
+    cos = float(np.sum(qy * fy) / (np.linalg.norm(qy) * np.linalg.norm(fy)))
+    assert cos > 0.999, cos
+
+
 def test_int8_activations_per_tensor_reduce_range(frugal_bin, tmp_path):
     model = tl.MODELS_DIR / "digits_cnn.onnx"
     out = tmp_path / "q.onnx"

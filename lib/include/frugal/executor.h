@@ -82,6 +82,12 @@ class Executor {
   StatusOr<NamedTensors> run_with_extra(const NamedTensors& inputs, const std::vector<std::string>& extra,
                                         Observer* observer = nullptr);
 
+  // Another executor of the same model, to run beside this one on another thread: its own kernels and
+  // activations, this one's weights, and this one's folded weights (BatchNormalization into Conv) for
+  // the plan runs observed by `observer` use, built here first if need be. Not thread-safe against
+  // runs of this executor while it is being made.
+  StatusOr<std::unique_ptr<Executor>> sibling(const Observer* observer);
+
   const Graph& graph() const { return graph_; }
   const Model& model() const { return *model_; }
   // Checks an input set against the graph's declared inputs (names, dtypes, ranks, fixed dims).
@@ -103,6 +109,8 @@ class Executor {
   // BatchNormalization folding copies Conv weights, so plans are not accumulated.
   const ExecPlan* fused_plan(const std::set<std::string>& visible);
   std::shared_ptr<ExecPlan> fused_;
+  std::shared_ptr<const ExecPlan> donor_;  // a sibling's plan whose folded weights this one borrows
+  Status make_kernels();
   std::set<std::string> fused_visible_;
   bool fused_built_ = false;
 };
