@@ -215,9 +215,12 @@ TEST_CASE("hand-written AVX-512 and AVX2 kernels called directly", "[gemm]") {
       c.pad_c = pad(rng);
       check_case(c, seed++, fn);
     }
-    // Several K blocks (with the ramp), several packed-B blocks, the few-row short cuts.
+    // Several K blocks (with the ramp), several packed-B blocks, the few-row short cuts; wide products
+    // (N >= 4 M, K >= 256: B panels held in L1) with edge row panels, uneven K blocks and more rows
+    // than one packed block of A (256).
     for (const auto& [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
-             {40, 700, 900}, {17, 250, 520}, {3, 300, 600}, {9, 1000, 40}, {2, 90, 1100}}) {
+             {40, 700, 900}, {17, 250, 520}, {3, 300, 600}, {9, 1000, 40}, {2, 90, 1100}, {300, 1250, 260},
+             {33, 700, 333}}) {
       for (const bool ta : {false, true})
         for (const bool tb : {false, true}) {
           Case c;
