@@ -133,6 +133,9 @@ class Pool {
 // Whether the calling thread is running a parallel_for chunk (nested calls then run inline).
 bool parallel_region_active() { return t_in_pool_job; }
 
+SerialRegion::SerialRegion() : was_(t_in_pool_job) { t_in_pool_job = true; }
+SerialRegion::~SerialRegion() { t_in_pool_job = was_; }
+
 void set_num_threads(int n) {
   g_threads = n > 0 ? n : omp_get_num_procs();
   omp_set_num_threads(g_threads);

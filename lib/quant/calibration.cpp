@@ -247,7 +247,13 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
     return OkStatus();
   };
-  // The first sample alone, on every thread: with a first-run observer it runs unfused.
+  // With two or more samples and threads, every sample runs on one thread: the rest side by side in
+  // lanes, the first alone (with a first-run observer it runs unfused). A product split across
+  // threads may block its sums differently, and the table must not depend on the thread count.
+  const bool per_thread = opts.parallel_samples && !parallel_region_active() && num_threads() > 1 && n >= 2;
+  const int64_t lanes = per_thread ? std::min<int64_t>(num_threads(), static_cast<int64_t>(n) - 1) : 1;
+  std::optional<SerialRegion> serial;
+  if (per_thread) serial.emplace();
   {
     std::optional<BothObservers> both;
     Observer* o = &obs;
@@ -262,14 +268,12 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
 #endif
     }
   }
-  const int64_t lanes = opts.parallel_samples && !parallel_region_active()
-                            ? std::min<int64_t>(num_threads(), static_cast<int64_t>(n) - 1)
-                            : 1;
   if (lanes < 2) {
     for (size_t i = 1; i < n; ++i) FRUGAL_RETURN_IF_ERROR(run_sample(*exec, i, &obs));
   } else {
     // One executor and one observer per lane; lanes take the next sample as they finish one. Each
     // sample's operators then run on its lane's thread alone (no fork and join per operator).
+    serial.reset();  // the plan below may use every thread; then this thread becomes lane 0
     std::vector<std::unique_ptr<Executor>> execs;
     execs.push_back(std::move(exec));
     std::vector<RangeObserver> lane_obs;

@@ -152,6 +152,21 @@ def test_calibration_same_table_on_any_thread_count(frugal_bin, tmp_path):
             tabs[threads] = json.loads(t.read_text())
         assert tabs[1]["samples"] == 256
         assert tabs[1] == tabs[2] == tabs[3], method
+    # An encoder whose projections (64 tokens, hidden 256, K >= 256) take a different GEMM blocking
+    # when split across two threads than on one: every sample must still run its products on one
+    # thread, the first included, or the exact min/max of tensors whose extreme lies in that sample
+    # differ in the last bits (3 samples: about a third of the tensors).
+    model = tl.run_make_encoder(tmp_path / "enc.onnx", "--layers", "1", "--hidden", "256", "--heads", "4", "--ffn",
+                                "1024", "--seq", "64", "--vocab", "500", "--samples", "3", "--emit-data", tmp_path)
+    for method in ["minmax", "entropy"]:
+        tabs = []
+        for threads in [1, 2]:
+            t = tmp_path / f"enc_{method}_{threads}.json"
+            tl.run_frugal(["--threads", str(threads), "calibrate", model, "--data", tmp_path / "encoder_inputs.npz",
+                           "--method", method, "-o", t], expect_rc=0, bin_path=frugal_bin)
+            tabs.append(json.loads(t.read_text()))
+        assert tabs[0]["samples"] == 3
+        assert tabs[0] == tabs[1], method
 
 
 def test_calibration_reports_the_first_bad_sample_on_any_thread_count(frugal_bin, tmp_path):
