@@ -82,13 +82,14 @@ class Pool {
   void ensure_workers(int want) {
     while (static_cast<int>(workers_.size()) < want) {
       const int id = static_cast<int>(workers_.size());
-      workers_.emplace_back([this, id] { loop(id); });
+      // The generation before the job being opened: a worker started for a job must not take that
+      // job's generation as already seen (it would wait for the next job and miss this one).
+      workers_.emplace_back([this, id, seen = gen_.load()] { loop(id, seen); });
       workers_.back().detach();
     }
   }
 
-  void loop(int id) {
-    uint64_t seen = gen_.load();
+  void loop(int id, uint64_t seen) {
     for (;;) {
       // Spin a little (the next node usually starts within microseconds), then sleep.
       uint64_t g = gen_.load();

@@ -58,3 +58,30 @@ TEST_CASE("nested parallel_for runs inline and back-to-back jobs after sleeps co
   }
   set_num_threads(before);
 }
+
+TEST_CASE("a worker started for a job takes part in that job and SerialRegion runs work inline", "[parallel]") {
+  // Under ctest this case runs in its own process, so its first parallel_for starts the pool's
+  // worker. Each of the two chunks waits (up to 5 s) until both have started: if the new worker
+  // missed the job that started it, the caller would run both chunks one after the other.
+  const int before = num_threads();
+  set_num_threads(2);
+  std::atomic<int> started{0};
+  std::atomic<int> together{0};
+  parallel_for(2, 1, [&](int64_t, int64_t) {
+    started.fetch_add(1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (started.load() < 2 && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+    together.fetch_add(started.load() == 2);
+  });
+  CHECK(together.load() == 2);
+  {
+    SerialRegion serial;
+    CHECK(parallel_region_active());
+    const auto caller = std::this_thread::get_id();
+    std::atomic<int> elsewhere{0};
+    parallel_for(64, 1, [&](int64_t, int64_t) { elsewhere.fetch_add(std::this_thread::get_id() != caller); });
+    CHECK(elsewhere.load() == 0);
+  }
+  CHECK_FALSE(parallel_region_active());
+  set_num_threads(before);
+}
