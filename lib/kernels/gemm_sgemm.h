@@ -366,9 +366,9 @@ struct KBlocks {
 
 // Wide products (N >= 4 M, K >= kWideMinK: a transformer's projections at a few hundred tokens, the
 // early convolutions): the other loop order. Per K block of at most kKC1, A is packed once into row
-// panels of kMR values per k ([panel][k][kMR], up to kMC rows, in L2); each column panel of B
-// (kc x NR, 30 KiB at kc = 160) is packed into an L1-resident buffer
-// and every row panel of A streams past it. Per k the micro-kernel then reads kMR floats of A from L2
+// panels of kMR values per k ([panel][k][kMR], up to kMC rows, in L2); each column panel of B (kc x NR,
+// 30 KiB at kc = 160) is packed into an L1-resident buffer and every row panel of A streams past
+// it. Per k the micro-kernel then reads kMR floats of A from L2
 // instead of NR floats of B (48 against 8), and the next panel of B is prefetched from memory while
 // this one is used. Measured against the blocked order on one thread: +3-11% on BERT-base and
 // resnet50 stage-2 shapes, no gain where N or K is small (docs/BENCHMARKS.md).

@@ -128,10 +128,11 @@ struct CalibOptions {
   // Also sees the first sample's run (which then sees every node, unfused): a caller that needs one
   // full run of the model anyway (the energy estimate's shapes) gets it from calibration. Not owned.
   Observer* first_run_observer = nullptr;
-  // After the first sample, run whole samples side by side, one per thread (each on its own executor
-  // and observer, merged exactly at the end: the table is the same as one thread's), instead of
-  // splitting each sample's operators across threads. Costs one more set of activations (and of
-  // folded weights, for models with BatchNormalization) per extra thread.
+  // With two or more threads and samples, run every sample on one thread: the first alone, the rest
+  // side by side, each thread on its own executor (sharing the weights and folded copies) and
+  // observer, merged exactly at the end, instead of splitting each sample's operators across
+  // threads. The table is then the one a single thread writes. Costs one more set of activations
+  // per extra thread.
   bool parallel_samples = true;
 };
 
