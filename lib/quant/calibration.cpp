@@ -249,8 +249,10 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   };
   // With two or more samples and threads, every sample runs on one thread: the rest side by side in
   // lanes, the first alone (with a first-run observer it runs unfused). A product split across
-  // threads may block its sums differently, and the table must not depend on the thread count.
-  const bool per_thread = opts.parallel_samples && !parallel_region_active() && num_threads() > 1 && n >= 2;
+  // threads may block its sums differently, and the table must not depend on the thread count. (CPU
+  // only: a GPU backend runs one sample at a time on its device.)
+  const bool per_thread = opts.parallel_samples && opts.exec.backend == Backend::kCpu && !parallel_region_active() &&
+                          num_threads() > 1 && n >= 2;
   const int64_t lanes = per_thread ? std::min<int64_t>(num_threads(), static_cast<int64_t>(n) - 1) : 1;
   std::optional<SerialRegion> serial;
   if (per_thread) serial.emplace();
