@@ -258,4 +258,68 @@ CompareResult compare_tensors(const Tensor& actual, const Tensor& expected, doub
   return r;
 }
 
+int64_t count_zeros(const Tensor& t) {
+  const int64_t n = t.numel();
+  int64_t z = 0;
+  auto count_float = [&](const float* p) {
+    for (int64_t e0 = 0; e0 < n; e0 += 4096) {  // 32-bit counts per chunk: vectorised
+      const int64_t e1 = std::min(n, e0 + 4096);
+      int32_t zc = 0;
+      for (int64_t e = e0; e < e1; ++e) zc += p[e] == 0.0f;
+      z += zc;
+    }
+  };
+  switch (t.dtype()) {
+    case DType::kFloat:
+      count_float(t.data<float>());
+      break;
+    case DType::kDouble:
+      for (double v : t.span<double>()) z += v == 0.0;
+      break;
+    case DType::kFloat16:
+    case DType::kBFloat16: {
+      const auto* p = t.data<uint16_t>();
+      for (int64_t i = 0; i < n; ++i) z += (p[i] & 0x7FFF) == 0;
+      break;
+    }
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E5M2: {  // sign bit aside, zero is the all-zero code
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      for (int64_t i = 0; i < n; ++i) z += (p[i] & 0x7F) == 0;
+      break;
+    }
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2FNUZ: {  // no -0: 0x80 is their NaN
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      for (int64_t i = 0; i < n; ++i) z += p[i] == 0;
+      break;
+    }
+    case DType::kFloat8E8M0:  // powers of two only: no zero
+      break;
+    case DType::kFloat4E2M1: {  // packed nibbles, sign in bit 3
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      for (int64_t i = 0; i < n; ++i) z += ((p[i / 2] >> ((i & 1) * 4)) & 0x7) == 0;
+      break;
+    }
+    default: {
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      if (dtype_bits(t.dtype()) < 8) {  // packed: zero nibbles/crumbs
+        const int bits = dtype_bits(t.dtype());
+        for (int64_t i = 0; i < n; ++i) {
+          const int64_t bit = i * bits;
+          z += ((p[bit / 8] >> (bit % 8)) & ((1 << bits) - 1)) == 0;
+        }
+        break;
+      }
+      const size_t es = dtype_size(t.dtype());
+      for (int64_t i = 0; i < n; ++i) {
+        bool zero = true;
+        for (size_t b = 0; b < es; ++b) zero &= p[static_cast<size_t>(i) * es + b] == 0;
+        z += zero;
+      }
+    }
+  }
+  return z;
+}
+
 }  // namespace frugal

@@ -500,19 +500,12 @@ class CostBuilder {
         }
         if (value.defined() && (dtype_is_float(value.dtype()) || dtype_is_integer(value.dtype())) &&
             value.numel() > 0 && !facts_.folded[ni]) {
-          Tensor f = value.dtype() == DType::kFloat ? value : value.to_float();
-          const float* p = f.data<float>();
-          const int64_t count = f.numel();
-          int64_t z = 0;
-          for (int64_t e0 = 0; e0 < count; e0 += 4096) {  // 32-bit counts per chunk: vectorised
-            const int64_t e1 = std::min(count, e0 + 4096);
-            int32_t zc = 0;
-            for (int64_t e = e0; e < e1; ++e) zc += p[e] == 0.0f;
-            z += zc;
-          }
+          const int64_t z = count_zeros(value);
           ci.zeros = z;
-          if (z * 2 >= count)
+          if (z * 2 >= value.numel()) {
+            const Tensor f = value.dtype() == DType::kFloat ? value : value.to_float();
             ci.pattern_2_4 = is_2_4_sparse(f, weight_reduction_axis(n, k, f.rank()));
+          }
         }
       } else {
         ci.quantized_from = quantized_from(name);

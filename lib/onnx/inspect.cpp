@@ -79,39 +79,6 @@ Json io_json(const std::vector<ValueInfo>& v) {
   return a;
 }
 
-int64_t count_zeros(const Tensor& t) {
-  int64_t z = 0;
-  const int64_t n = t.numel();
-  switch (t.dtype()) {
-    case DType::kFloat: for (float v : t.span<float>()) z += v == 0.0f; break;
-    case DType::kDouble: for (double v : t.span<double>()) z += v == 0.0; break;
-    case DType::kFloat16:
-    case DType::kBFloat16: {
-      const auto* p = t.data<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) z += (p[i] & 0x7FFF) == 0;
-      break;
-    }
-    default: {
-      if (dtype_bits(t.dtype()) < 8) {  // packed: count zero nibbles/crumbs
-        const int bits = dtype_bits(t.dtype());
-        const auto* p = static_cast<const uint8_t*>(t.raw());
-        for (int64_t i = 0; i < n; ++i) {
-          const int64_t bit = i * bits;
-          z += ((p[bit / 8] >> (bit % 8)) & ((1 << bits) - 1)) == 0;
-        }
-        break;
-      }
-      const size_t es = dtype_size(t.dtype());
-      const auto* p = static_cast<const uint8_t*>(t.raw());
-      for (int64_t i = 0; i < n; ++i) {
-        bool zero = true;
-        for (size_t b = 0; b < es; ++b) zero &= p[static_cast<size_t>(i) * es + b] == 0;
-        z += zero;
-      }
-    }
-  }
-  return z;
-}
 
 }  // namespace
 

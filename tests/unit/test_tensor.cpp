@@ -215,3 +215,31 @@ TEST_CASE("Large tensor buffers are recycled; zeros() is zero on a recycled bloc
   Tensor s = Tensor::zeros(DType::kFloat, Shape{16});
   CHECK(s.to_double_vector() == std::vector<double>(16, 0.0));
 }
+
+TEST_CASE("count_zeros counts values equal to zero in every stored type", "[tensor]") {
+  // Expected counts from the formats' definitions: +0 and -0 are zero; the smallest denormals,
+  // float8 NaN and e8m0's smallest value (2^-127; e8m0 has no zero) are not.
+  const std::vector<float> f = {0.0f, -0.0f, 1e-45f, 3.0f, 0.0f};
+  CHECK(count_zeros(Tensor::from_vector<float>({5}, f)) == 3);
+  const std::vector<double> d = {-0.0, 1e-300, 0.0, 2.0};
+  CHECK(count_zeros(Tensor::from_vector<double>({4}, d)) == 2);
+  const uint16_t h[] = {0x0000, 0x8000, 0x0001, 0x3C00};  // +0, -0, smallest denormal, 1.0
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat16, {4}, h)) == 2);
+  CHECK(count_zeros(Tensor::from_bytes(DType::kBFloat16, {4}, h)) == 2);
+  const uint8_t e4m3fn[] = {0x00, 0x80, 0x01, 0x38};  // +0, -0, 2^-9, 1.0
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat8E4M3FN, {4}, e4m3fn)) == 2);
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat8E5M2, {4}, e4m3fn)) == 2);  // 0x80 is -0 there too
+  const uint8_t fnuz[] = {0x00, 0x80, 0x01};  // +0, NaN (the fnuz types have no -0), denormal
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat8E4M3FNUZ, {3}, fnuz)) == 1);
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat8E5M2FNUZ, {3}, fnuz)) == 1);
+  const uint8_t e8m0[] = {0x00, 0x7F};  // 2^-127, 1.0
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat8E8M0, {2}, e8m0)) == 0);
+  const uint8_t f4[] = {0x80, 0x21};  // float4e2m1 nibbles, low first: +0, -0, 0.5, 1.0
+  CHECK(count_zeros(Tensor::from_bytes(DType::kFloat4E2M1, {4}, f4)) == 2);
+  const uint8_t i4[] = {0xF0, 0x08, 0x00};  // int4 nibbles, low first: 0, -1, 8 -> -8, 0, 0, (pad)
+  CHECK(count_zeros(Tensor::from_bytes(DType::kInt4, {5}, i4)) == 3);
+  const std::vector<int8_t> i8 = {0, -1, 0, 127};
+  CHECK(count_zeros(Tensor::from_vector<int8_t>({4}, i8)) == 2);
+  const std::vector<int64_t> i64 = {0, 1LL << 40, 0};
+  CHECK(count_zeros(Tensor::from_vector<int64_t>({3}, i64)) == 2);
+}

@@ -90,6 +90,10 @@ class Tensor {
 // for a caller whose next phase allocates different sizes (calibration done, an unfused run over).
 void release_recycled_tensor_memory();
 
+// Elements equal to zero: +0 and -0 for the float types (float8 and float4 by value: a -0 counts, a
+// float8 e8m0, which has no zero, never does), all-zero bits for integers, bool and complex.
+int64_t count_zeros(const Tensor& t);
+
 // Element-wise comparison for tests and `frugal run --expect`.
 struct CompareResult {
   double max_abs = 0, max_rel = 0;
