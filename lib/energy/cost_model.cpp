@@ -400,7 +400,7 @@ class CostBuilder {
   }
 
   // Without a run, a weight computed by DequantizeLinear (node n) from integer initializers has no value; its
-  // zeros are where q == zero point (or the scale is 0). Returns a float tensor with that zero pattern
+  // zeros are where q == zero point (or the scale is 0). Returns a uint8 tensor with that zero pattern
   // (1 elsewhere), which is all the sparsity counts read; undefined when the form is not covered
   // (blocked quantization, non-initializer operands).
   Tensor dequantized_zero_pattern(const NodeDef& n) const {
@@ -427,8 +427,8 @@ class CostBuilder {
           (zv.size() != 1 && static_cast<int64_t>(zv.size()) != dim))
         return {};
     }
-    Tensor out = Tensor::uninitialized(DType::kFloat, q.shape());
-    float* o = out.mut<float>();
+    Tensor out = Tensor::uninitialized(DType::kUInt8, q.shape());  // 0 or 1: a quarter of a float copy
+    uint8_t* o = out.mut<uint8_t>();
     const int64_t count = q.numel();
     if (sv.size() == 1 && zv.size() == 1) inner = std::max<int64_t>(count, 1);
     // Per (outer, channel): the zero point as the stored type's value (none when no stored value
@@ -444,7 +444,7 @@ class CostBuilder {
         for (int64_t ou = 0; ou < outer; ++ou) {
           const int64_t base = (ou * dim + c) * inner;
           for (int64_t i = 0; i < inner; ++i)
-            o[base + i] = (all_zero || (!none && qp[base + i] == zq)) ? 0.0f : 1.0f;
+            o[base + i] = (all_zero || (!none && qp[base + i] == zq)) ? 0 : 1;
         }
       }
     };
