@@ -162,6 +162,8 @@ void gemm_f64(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, c
                          double* c) { generic::gemm_t<double>(a_t, b_t, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); });
 }
 
+bool avx512_selected() { return isa() == Isa::kAvx512; }
+
 const char* gemm_isa() {
   switch (isa()) {
     case Isa::kAvx512: return own_f32(Isa::kAvx512) ? "avx512" : "avx512-eigen";

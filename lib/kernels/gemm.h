@@ -33,5 +33,8 @@ inline void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha
 
 // "avx512", "avx2" (hand-written), "avx512-eigen", "avx2-eigen" or "generic": what gemm_f32 uses here.
 const char* gemm_isa();
+// Whether the AVX-512 kernels run here: the CPU has AVX-512 F/DQ/VL/BW and FMA, and FRUGAL_GEMM_ISA
+// does not cap it. The one decision every run-time-selected AVX-512 kernel follows.
+bool avx512_selected();
 
 }  // namespace frugal::kernels

@@ -4,7 +4,8 @@
 #include "histogram_simd.h"
 
 #include <cstdlib>
-#include <string>
+
+#include "kernels/gemm.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -17,18 +18,9 @@
 
 namespace frugal::quant_simd {
 
-#ifdef FRUGAL_QUANT_AVX512
+bool avx512() { return kernels::avx512_selected(); }
 
-bool avx512() {
-  static const bool v = [] {
-    const char* cap = std::getenv("FRUGAL_GEMM_ISA");
-    if (cap && (std::string(cap) == "avx2" || std::string(cap) == "generic")) return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  }();
-  return v;
-}
+#ifdef FRUGAL_QUANT_AVX512
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,popcnt")
@@ -101,7 +93,6 @@ void min_max_avx512(const float* x, int64_t n, float* lo, float* hi) {
 
 #else
 
-bool avx512() { return false; }
 uint64_t count_bins_avx512(const float*, int64_t, float, int32_t, uint32_t*, int64_t) { std::abort(); }
 void min_max_avx512(const float*, int64_t, float*, float*) { std::abort(); }
 

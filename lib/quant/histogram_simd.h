@@ -6,8 +6,8 @@
 
 namespace frugal::quant_simd {
 
-// True when the CPU runs the AVX-512 kernels below (AVX-512 F/BW/DQ/VL; FRUGAL_GEMM_ISA=avx2 or
-// generic turns them off, as it does the GEMM's).
+// True when the AVX-512 kernels below run: the same decision as the GEMM's (kernels::avx512_selected;
+// FRUGAL_GEMM_ISA=avx2 or generic turns them off).
 bool avx512();
 
 // Layout of the count tables: four interleaved tables of `stride` (>= 2 * nb) uint32 counters, then
