@@ -283,15 +283,14 @@ int64_t count_zeros(const Tensor& t) {
       break;
     }
     case DType::kFloat8E4M3FN:
-    case DType::kFloat8E5M2: {  // sign bit aside, zero is the all-zero code
-      const auto* p = static_cast<const uint8_t*>(t.raw());
-      for (int64_t i = 0; i < n; ++i) z += (p[i] & 0x7F) == 0;
-      break;
-    }
+    case DType::kFloat8E5M2:
     case DType::kFloat8E4M3FNUZ:
-    case DType::kFloat8E5M2FNUZ: {  // no -0: 0x80 is their NaN
+    case DType::kFloat8E5M2FNUZ: {
+      // Zero is the all-zero code, sign bit aside; the fnuz types have no -0 (0x80 is their NaN).
+      const bool fnuz = t.dtype() == DType::kFloat8E4M3FNUZ || t.dtype() == DType::kFloat8E5M2FNUZ;
+      const uint8_t mask = fnuz ? 0xFF : 0x7F;
       const auto* p = static_cast<const uint8_t*>(t.raw());
-      for (int64_t i = 0; i < n; ++i) z += p[i] == 0;
+      for (int64_t i = 0; i < n; ++i) z += (p[i] & mask) == 0;
       break;
     }
     case DType::kFloat8E8M0:  // powers of two only: no zero

@@ -276,11 +276,16 @@ StatusOr<std::shared_ptr<ExecPlan>> build_fused_plan(const Graph& g, const std::
           if (ok) {
             const std::string wn = "\x01fused/" + n.name + "/" + std::to_string(ni) + "/W";
             const std::string bnm = "\x01fused/" + n.name + "/" + std::to_string(ni) + "/B";
-            const auto dw = donor ? donor->constants.find(wn) : plan->constants.end();
-            const auto db = donor ? donor->constants.find(bnm) : plan->constants.end();
-            if (donor && dw != donor->constants.end() && db != donor->constants.end()) {
-              plan->constants[wn] = dw->second;
-              plan->constants[bnm] = db->second;
+            auto donated = [&](const std::string& name) -> const Tensor* {
+              if (!donor) return nullptr;
+              auto it = donor->constants.find(name);
+              return it == donor->constants.end() ? nullptr : &it->second;
+            };
+            const Tensor* dw = donated(wn);
+            const Tensor* db = donated(bnm);
+            if (dw && db) {
+              plan->constants[wn] = *dw;
+              plan->constants[bnm] = *db;
             } else {
               Tensor W2 = Tensor::uninitialized(DType::kFloat, W.shape());
               Tensor B2 = Tensor::uninitialized(DType::kFloat, {M});

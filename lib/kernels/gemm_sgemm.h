@@ -393,8 +393,7 @@ bool sgemm_wide(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
         const int rows = static_cast<int>(mc - p * kMR < kMR ? mc - p * kMR : kMR);
         float* d = abuf + p * kMR * kc;
         if (ta) {
-          const float* a = A + pc * lda + ic + p * kMR;
-          for (int64_t k = 0; k < kc; ++k) Vec::store_n(d + k * kMR, Vec::load_n(a + k * lda, rows), rows);
+          copy_a(true, rows, kc, A + pc * lda + ic + p * kMR, lda, d);  // already [k][kMR]
         } else {
           const float* a = A + (ic + p * kMR) * lda + pc;
           for (int r = 0; r < rows; ++r)

@@ -79,7 +79,6 @@ Json io_json(const std::vector<ValueInfo>& v) {
   return a;
 }
 
-
 }  // namespace
 
 StatusOr<Json> inspect_model(const Model& model) {

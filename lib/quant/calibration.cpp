@@ -10,9 +10,9 @@
 #include <set>
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
-#endif
 #endif
 
 #include "frugal/calibration.h"
@@ -240,8 +240,12 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   size_t n = data.size();
   if (opts.max_samples > 0) n = std::min(n, opts.max_samples);
   if (n == 0) return InvalidData("calibration data '" + data.describe() + "' has no samples");
+  std::mutex data_mu;  // lanes read the dataset one at a time
   auto run_sample = [&](Executor& e, size_t i, Observer* o) -> Status {
-    auto inputs = data.get(i);
+    auto inputs = [&] {
+      std::lock_guard<std::mutex> lock(data_mu);
+      return data.get(i);
+    }();
     if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
     auto r = e.run(*inputs, o);
     if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
@@ -284,7 +288,7 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
       execs.push_back(std::move(e));
       lane_obs.emplace_back(opts, tensors);
     }
-    std::mutex mu;  // the dataset's reads and the first failure
+    std::mutex mu;  // the first failure
     std::atomic<size_t> next{1};
     std::atomic<bool> stop{false};
     size_t failed_at = n;
@@ -295,15 +299,11 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
         while (!stop.load()) {
           const size_t i = next.fetch_add(1);
           if (i >= n) break;
-          StatusOr<NamedTensors> inputs = [&] {
-            std::lock_guard<std::mutex> lock(mu);
-            return data.get(i);
-          }();
-          Status st = inputs.ok() ? execs[static_cast<size_t>(l)]->run(*inputs, o).status() : inputs.status();
+          Status st = run_sample(*execs[static_cast<size_t>(l)], i, o);
           if (!st.ok()) {
             std::lock_guard<std::mutex> lock(mu);
             // Report the earliest failing sample, as a one-thread run would.
-            if (i < failed_at) failed_at = i, failure = st.with_context("calibration, sample " + std::to_string(i));
+            if (i < failed_at) failed_at = i, failure = std::move(st);
             stop = true;
           }
         }
