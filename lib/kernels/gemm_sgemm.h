@@ -364,6 +364,20 @@ struct KBlocks {
   }
 };
 
+// Copies rows x kc of A (rows at stride lda) as [k][kMR] (d[k * kMR + r]), what copy_a does for
+// transposed A. An ISA whose Vec has pack_kmajor8 (gathers) does full 8-row panels with it.
+template <class V>
+void pack_a_kmajor(int rows, int64_t kc, const float* a, int64_t lda, float* d) {
+  if constexpr (requires(const float* s, float* t) { V::pack_kmajor8(s, int64_t{}, int64_t{}, t); }) {
+    if (kMR == 8 && rows == 8 && lda < (int64_t{1} << 28)) {
+      V::pack_kmajor8(a, lda, kc, d);
+      return;
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < kc; ++k) d[k * kMR + r] = a[r * lda + k];
+}
+
 // Wide products (N >= 4 M, K >= kWideMinK: a transformer's projections at a few hundred tokens, the
 // early convolutions): the other loop order. Per K block of at most kKC1, A is packed once into row
 // panels of kMR values per k ([panel][k][kMR], up to kMC rows, in L2); each column panel of B (kc x NR,
@@ -395,9 +409,7 @@ bool sgemm_wide(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
         if (ta) {
           copy_a(true, rows, kc, A + pc * lda + ic + p * kMR, lda, d);  // already [k][kMR]
         } else {
-          const float* a = A + (ic + p * kMR) * lda + pc;
-          for (int r = 0; r < rows; ++r)
-            for (int64_t k = 0; k < kc; ++k) d[k * kMR + r] = a[r * lda + k];
+          pack_a_kmajor<Vec>(rows, kc, A + (ic + p * kMR) * lda + pc, lda, d);
         }
       }
       for (int64_t jr = 0; jr < N; jr += NR) {

@@ -28,6 +28,18 @@ struct Vec {
   static R mul(R a, R b) { return _mm512_mul_ps(a, b); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static float hsum(R x) { return _mm512_reduce_add_ps(x); }
+  // Packs 8 rows of A (row stride lda, lda < 2^28) into k-major order, d[k * 8 + r] = a[r * lda + k]
+  // for k < kc, two k per gathered vector: the 8 rows are read side by side, so their cache misses
+  // overlap (A is usually the activation the previous node has just written).
+  static void pack_kmajor8(const float* a, int64_t lda, int64_t kc, float* d) {
+    const int l = static_cast<int>(lda);
+    const __m512i idx = _mm512_setr_epi32(0, l, 2 * l, 3 * l, 4 * l, 5 * l, 6 * l, 7 * l, 1, l + 1, 2 * l + 1,
+                                          3 * l + 1, 4 * l + 1, 5 * l + 1, 6 * l + 1, 7 * l + 1);
+    int64_t k = 0;
+    for (; k + 2 <= kc; k += 2) _mm512_storeu_ps(d + k * 8, _mm512_i32gather_ps(idx, a + k, 4));
+    if (k < kc)
+      for (int r = 0; r < 8; ++r) d[k * 8 + r] = a[r * lda + k];
+  }
 };
 constexpr int kMR = 8;
 constexpr int kNV = 3;
