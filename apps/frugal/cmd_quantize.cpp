@@ -78,6 +78,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
     job.sqnr_samples = o->sqnr_samples;
     job.fidelity_samples = o->fidelity_samples;
     job.measure_fidelity = !o->no_fidelity;
+    job.hash_model = !g.report.empty();  // only the JSON report shows the model's hash
     if (!o->max_drop.empty()) {
       FRUGAL_ASSIGN_OR_RETURN(MaxDrop md, parse_max_drop(o->max_drop));
       job.max_drop = md;

@@ -138,11 +138,15 @@ StatusOr<MaxDrop> parse_max_drop(const std::string& s) {
 StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  // Hashing a large model takes about as long as loading it (~120 MB/s): do it on its own thread,
-  // overlapping the load and calibration, and wait for it only where the hash is needed.
-  std::future<StatusOr<std::string>> sha_job = std::async(std::launch::async, [p = job.model_path] { return sha256_file(p); });
+  // Hashing a large model takes longer than loading it (~250 MB/s): do it on its own thread,
+  // overlapping the load and calibration, and wait for it only where the hash is needed. Nobody needs
+  // it when there is neither a table to check nor a report to carry it.
+  const bool hash = job.hash_model || !job.table_path.empty();
+  std::future<StatusOr<std::string>> sha_job;
+  if (hash) sha_job = std::async(std::launch::async, [p = job.model_path] { return sha256_file(p); });
   std::optional<std::string> sha_value;
   auto model_sha_of = [&]() -> StatusOr<std::string> {
+    if (!hash) return std::string();
     if (!sha_value) {
       FRUGAL_ASSIGN_OR_RETURN(std::string h, sha_job.get());
       sha_value = std::move(h);
@@ -199,8 +203,10 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
     mark("calibrate");
     table.model_path = job.model_path.string();
-    FRUGAL_ASSIGN_OR_RETURN(table.model_sha256, model_sha_of());
-    mark("hash wait");
+    if (hash) {
+      FRUGAL_ASSIGN_OR_RETURN(table.model_sha256, model_sha_of());
+      mark("hash wait");
+    }
     have_table = true;
   }
   const auto t_calib = clock::now();
@@ -339,7 +345,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   FRUGAL_ASSIGN_OR_RETURN(std::string model_sha, model_sha_of());
   Json rep;
   rep["command"] = "quantize";
-  rep["model"] = {{"path", job.model_path.string()}, {"sha256", model_sha}};
+  rep["model"] = {{"path", job.model_path.string()}, {"sha256", hash ? Json(model_sha) : Json(nullptr)}};
   rep["output"] = job.output_path.string();
   rep["mode"] = !dynamic ? "static-qdq" : job.quant.dynamic_form == DynamicForm::kInteger ? "dynamic-integer" : "dynamic-weight-only";
   rep["options"] = {{"activation_type", dtype_name(job.quant.activation_type)},

@@ -1,6 +1,7 @@
 """`frugal prune` against independent oracles: sparsity counted with onnx.numpy_helper, N:M checked group
 by group, channel-pruned models compared with the original in onnxruntime, accuracy on held-out labels.
 Every written model passes onnx.checker (full_check) and runs in onnxruntime beside the original."""
+import hashlib
 import json
 import time
 
@@ -55,6 +56,7 @@ def test_unstructured_exact_per_layer(frugal_bin, tmp_path, kind):
     w1, _ = weights(out)
     layers = prunable(m0)
     report = json.loads(rep.read_text())
+    assert report["model"]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     by_name = {l["name"]: l for l in report["layers"]}
     first_conv = next((l for l in layers if l[1] == "Conv"), None)
     classifier = [l for l in layers if l[1] in ("Gemm", "MatMul")][-1]

@@ -3,6 +3,7 @@
 Every quantized model written here is checked by the onnx package, loaded in onnxruntime and compared
 with the float model (also run in onnxruntime) on held-out data. Accuracy uses the digits labels.
 """
+import hashlib
 import json
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_digits_static_per_channel_accuracy(frugal_bin, tmp_path, name, method):
     acc_q = tl.label_accuracy(q, labels) * 100
     assert acc_f - acc_q <= 0.5, f"{name}/{method}: float {acc_f:.2f}% vs int8 {acc_q:.2f}%"
     r = json.loads(rep.read_text())
+    assert r["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     assert r["summary"]["nodes_quantized"] >= 3
     assert r["summary"]["size_after_bytes"] < r["summary"]["size_before_bytes"]
     # frugal's own top-1 agreement figure must match what onnxruntime says about the same two models.
@@ -94,7 +96,6 @@ def test_calibrate_table_and_hash_check(frugal_bin, tmp_path):
                    "--method", "entropy", "-o", table], expect_rc=0, bin_path=frugal_bin)
     t = json.loads(table.read_text())
     assert t["format"] == "frugal-calibration" and t["method"] == "entropy" and t["samples"] == 256 and t["bins"] == 2048
-    import hashlib
     assert t["model"]["sha256"] == hashlib.sha256((tl.MODELS_DIR / "digits_mlp.onnx").read_bytes()).hexdigest()
     # The graph input's observed range is the data's own min/max.
     x = np.load(tl.MODELS_DATA / "digits_mlp_calib.npz")["input"]

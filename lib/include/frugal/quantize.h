@@ -126,6 +126,10 @@ struct QuantizeJob {
   size_t sqnr_samples = 8;       // samples used for per-layer SQNR
   size_t fidelity_samples = 0;   // 0: all held-out samples
   bool measure_fidelity = true;  // false: skip the held-out comparison (benchmarks); --max-drop needs it
+  // false: the report's model.sha256 is null and the model file is not hashed (a 150 MB model costs
+  // about 0.6 s of CPU), unless a --table has to be checked against it. The CLI hashes only when the
+  // JSON report is written.
+  bool hash_model = true;
   DatasetOptions data_opts;
 };
 
