@@ -437,6 +437,23 @@ int weight_channel_axis(const NodeDef& node, int64_t rank) {
   return -1;
 }
 
+namespace {
+
+// quant::quantize_value(x, s, 0, lo, hi) for an integer range, written so that the loops below
+// vectorize (no libm call): the quotient is clamped first, which gives the same result since
+// rounding is monotonic and lo, hi are integers, then rounded half to even by adding and subtracting
+// 1.5 * 2^23 (exact for |v| < 2^22 in the default rounding mode). NaN stays NaN through the clamp
+// (its comparisons are false) and becomes 0, as saturate() makes it.
+inline int8_t round_saturate_i8(float x, float s, float lo, float hi) {
+  const float v = x / s;
+  float y = v < lo ? lo : v;
+  y = y > hi ? hi : y;
+  y = (y + 12582912.0f) - 12582912.0f;
+  return y == y ? static_cast<int8_t>(static_cast<int32_t>(y)) : int8_t{0};
+}
+
+}  // namespace
+
 QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) {
   QuantizedWeight out;
   out.axis = axis;
@@ -451,41 +468,80 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
     for (int64_t d = axis + 1; d < f.rank(); ++d) inner *= f.dim(d);
   }
   const int64_t outer = channels * inner > 0 ? n / (channels * inner) : 0;
-  std::vector<float> absmax(static_cast<size_t>(channels), 0.0f);
-  float mn = n ? x[0] : 0.0f, mx = n ? x[0] : 0.0f;
-  for (int64_t o = 0; o < outer; ++o) {
-    for (int64_t c = 0; c < channels; ++c) {
-      const float* row = x + (o * channels + c) * inner;
-      float am = absmax[static_cast<size_t>(c)], lo = mn, hi = mx;
-      for (int64_t i = 0; i < inner; ++i) {
-        am = std::max(am, std::fabs(row[i]));
-        lo = std::min(lo, row[i]);
-        hi = std::max(hi, row[i]);
-      }
-      absmax[static_cast<size_t>(c)] = am;
-      mn = lo;
-      mx = hi;
-    }
-  }
-  out.min = mn;
-  out.max = mx;
-  out.scales.resize(static_cast<size_t>(channels));
-  for (int64_t c = 0; c < channels; ++c)
-    out.scales[static_cast<size_t>(c)] = quant::symmetric_params(absmax[static_cast<size_t>(c)], range).scale;
+  // Per channel: largest |w|, smallest and largest w (NaN ignored: std::max / std::min keep the
+  // running value). Channels are split over threads; with one value per channel and row (a MatMul
+  // [K, N] weight) the inner loop runs along the channels, so it vectorizes.
+  const size_t nc = static_cast<size_t>(channels);
+  std::vector<float> absmax(nc, 0.0f), lo(nc, n ? x[0] : 0.0f), hi(nc, n ? x[0] : 0.0f);
+  const int64_t per_channel = outer * inner;
+  parallel_for(channels, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(per_channel, 1)),
+               [&](int64_t c0, int64_t c1) {
+                 float* am = absmax.data();
+                 float* l = lo.data();
+                 float* h = hi.data();
+                 for (int64_t o = 0; o < outer; ++o) {
+                   if (inner == 1) {
+                     const float* row = x + o * channels;
+                     for (int64_t c = c0; c < c1; ++c) {
+                       am[c] = std::max(am[c], std::fabs(row[c]));
+                       l[c] = std::min(l[c], row[c]);
+                       h[c] = std::max(h[c], row[c]);
+                     }
+                     continue;
+                   }
+                   for (int64_t c = c0; c < c1; ++c) {
+                     const float* row = x + (o * channels + c) * inner;
+                     // 16 running values each, element-wise (vectorizes), folded at the end.
+                     float a16[16], l16[16], h16[16];
+                     for (int j = 0; j < 16; ++j) a16[j] = am[c], l16[j] = l[c], h16[j] = h[c];
+                     int64_t i = 0;
+                     for (; i + 16 <= inner; i += 16)
+                       for (int j = 0; j < 16; ++j) {
+                         a16[j] = std::max(a16[j], std::fabs(row[i + j]));
+                         l16[j] = std::min(l16[j], row[i + j]);
+                         h16[j] = std::max(h16[j], row[i + j]);
+                       }
+                     for (; i < inner; ++i) {
+                       a16[0] = std::max(a16[0], std::fabs(row[i]));
+                       l16[0] = std::min(l16[0], row[i]);
+                       h16[0] = std::max(h16[0], row[i]);
+                     }
+                     for (int j = 0; j < 16; ++j) {
+                       am[c] = std::max(am[c], a16[j]);
+                       l[c] = std::min(l[c], l16[j]);
+                       h[c] = std::max(h[c], h16[j]);
+                     }
+                   }
+                 }
+               });
+  out.min = n ? *std::min_element(lo.begin(), lo.end()) : 0.0f;
+  out.max = n ? *std::max_element(hi.begin(), hi.end()) : 0.0f;
+  out.scales.resize(nc);
+  for (size_t c = 0; c < nc; ++c) out.scales[c] = quant::symmetric_params(absmax[c], range).scale;
   out.q = Tensor::uninitialized(DType::kInt8, f.shape());
   int8_t* q = out.q.mut<int8_t>();
   // Rows of `inner` elements share a scale; row r is channel r % channels. Split over threads in
   // row ranges of at least ~64K elements (a BERT-base model has 14 M weights to round).
   const int64_t rows = outer * channels;
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1));
   const float* scales = out.scales.data();
-  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+  const float qlo = static_cast<float>(range.lo), qhi = static_cast<float>(range.hi);
+  if (inner == 1) {
+    parallel_for(outer, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(channels, 1)),
+                 [&](int64_t o0, int64_t o1) {
+                   for (int64_t o = o0; o < o1; ++o) {
+                     const float* xr = x + o * channels;
+                     int8_t* qr = q + o * channels;
+                     for (int64_t c = 0; c < channels; ++c) qr[c] = round_saturate_i8(xr[c], scales[c], qlo, qhi);
+                   }
+                 });
+    return out;
+  }
+  parallel_for(rows, std::max<int64_t>(1, (int64_t{1} << 16) / inner), [&](int64_t r0, int64_t r1) {
     int64_t c = r0 % channels;
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t base = r * inner;
       const float s = scales[c];
-      for (int64_t i = 0; i < inner; ++i)
-        q[base + i] = static_cast<int8_t>(quant::quantize_value(x[base + i], s, 0, range.lo, range.hi));
+      for (int64_t i = 0; i < inner; ++i) q[base + i] = round_saturate_i8(x[base + i], s, qlo, qhi);
       if (++c == channels) c = 0;
     }
   });

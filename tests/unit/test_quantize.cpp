@@ -1,6 +1,10 @@
 // Quantization: per-channel axis choice, scale / zero-point math, QDQ graph structure.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
+#include <random>
+
 #include "frugal/quantize.h"
 
 #include "test_util.h"
@@ -69,6 +73,59 @@ TEST_CASE("symmetric per-channel weight quantization, hand-derived", "[quantize]
   REQUIRE(t.scales.size() == 1);
   CHECK(t.scales[0] == Approx(2.0 / 63));
   CHECK(t.q.data<int8_t>()[1] == -63);
+}
+
+TEST_CASE("weight rounding equals quantize_value element by element on every layout", "[quantize]") {
+  // Shapes that put the channels last (MatMul [K, N]: one value per channel and row), first with an
+  // inner run that is not a multiple of 16 (Conv), in the middle (ConvTranspose), and per tensor.
+  // Values include exact halves of the scale (ties to even), NaN, infinities and values far past the
+  // range; the reference is the scalar quant::quantize_value with the scales the pass chose.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Case {
+    std::vector<int64_t> shape;
+    int axis;
+    quant::QRange range;
+  };
+  for (const Case& cs : {Case{{67, 45}, 1, quant::kInt8Symmetric}, Case{{13, 3, 5, 7}, 0, quant::kInt8Symmetric},
+                         Case{{4, 6, 3, 3}, 1, quant::QRange{-63, 63}}, Case{{9, 31}, -1, quant::kInt8Symmetric},
+                         Case{{5, 40, 2}, 2, quant::kInt8}}) {
+    int64_t n = 1;
+    for (int64_t d : cs.shape) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = nd(rng);
+    // one large value per tensor sets the scales; the rest are then checked at exact ties too
+    v[0] = 4.0f;
+    Tensor w = Tensor::from_vector<float>(cs.shape, v);
+    const QuantizedWeight first = quantize_weight(w, cs.axis, cs.range);
+    const int64_t ch = cs.axis >= 0 ? cs.shape[static_cast<size_t>(cs.axis)] : 1;
+    int64_t inner = 1;
+    if (cs.axis >= 0)
+      for (size_t d = static_cast<size_t>(cs.axis) + 1; d < cs.shape.size(); ++d) inner *= cs.shape[d];
+    else
+      inner = n;
+    auto channel = [&](int64_t i) { return (i / inner) % ch; };
+    for (int64_t i = 1; i < n; i += 3) {
+      const float s = first.scales[static_cast<size_t>(channel(i))];
+      v[static_cast<size_t>(i)] = (std::floor(v[static_cast<size_t>(i)] / s) + 0.5f) * s;  // a tie
+    }
+    v[static_cast<size_t>(n / 2)] = std::numeric_limits<float>::quiet_NaN();
+    v[static_cast<size_t>(n / 3)] = std::numeric_limits<float>::infinity();
+    v[static_cast<size_t>(n / 4)] = -std::numeric_limits<float>::infinity();
+    v[static_cast<size_t>(n - 1)] = -1e30f;
+    Tensor w2 = Tensor::from_vector<float>(cs.shape, v);
+    const QuantizedWeight q = quantize_weight(w2, cs.axis, cs.range);
+    REQUIRE(q.scales.size() == static_cast<size_t>(ch));
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = q.scales[static_cast<size_t>(channel(i))];
+      const int32_t want = quant::quantize_value(v[static_cast<size_t>(i)], s, 0, cs.range.lo, cs.range.hi);
+      mismatches += q.q.data<int8_t>()[i] != want;
+    }
+    CHECK(mismatches == 0);
+    CHECK((std::isinf(q.min) && q.min < 0));  // NaN ignored, infinities kept
+    CHECK((std::isinf(q.max) && q.max > 0));
+  }
 }
 
 TEST_CASE("activation scale and zero point, hand-derived", "[quantize]") {
