@@ -436,6 +436,26 @@ class CostBuilder {
     const int64_t outer = count / (inner * dim);
     auto fill = [&](auto* qp) {
       using Q = std::remove_cv_t<std::remove_pointer_t<decltype(qp)>>;
+      if (inner == 1 && dim > 1) {
+        // One value per channel and row (a MatMul [K, N] weight): along the rows, per channel a
+        // stored zero point (or none) and whether the scale is 0.
+        std::vector<Q> zq(static_cast<size_t>(dim));
+        std::vector<uint8_t> keep(static_cast<size_t>(dim)), cmp(static_cast<size_t>(dim));
+        for (int64_t c = 0; c < dim; ++c) {
+          const double sc = sv.size() == 1 ? sv[0] : sv[static_cast<size_t>(c)];
+          const double z = zv.size() == 1 ? zv[0] : zv[static_cast<size_t>(c)];
+          zq[static_cast<size_t>(c)] = static_cast<Q>(z);
+          keep[static_cast<size_t>(c)] = sc == 0.0 ? 0 : 1;  // scale 0: all zeros
+          cmp[static_cast<size_t>(c)] = sc != 0.0 && static_cast<double>(zq[static_cast<size_t>(c)]) == z;
+        }
+        for (int64_t ou = 0; ou < outer; ++ou) {
+          const Q* qr = qp + ou * dim;
+          uint8_t* orow = o + ou * dim;
+          for (int64_t c = 0; c < dim; ++c)
+            orow[c] = (cmp[static_cast<size_t>(c)] && qr[c] == zq[static_cast<size_t>(c)]) ? 0 : keep[static_cast<size_t>(c)];
+        }
+        return;
+      }
       for (int64_t c = 0; c < dim; ++c) {
         const double sc = sv.size() == 1 ? sv[0] : sv[static_cast<size_t>(c)];
         const double z = zv.size() == 1 ? zv[0] : zv[static_cast<size_t>(c)];

@@ -547,6 +547,29 @@ TEST_CASE("Cost from a run that happened anyway: CostRecorder, and a QDQ copy si
   }
   CHECK(derived->macs_zero_weights == ran->macs_zero_weights);
 
+  // Per-channel zero points other than 0 and a channel whose scale is 0: the weight's zeros are
+  // where (q - zero point) * scale == 0, counted here straight from that definition.
+  const std::vector<int8_t> wz2 = {0, 4, 0, 7};
+  const std::vector<float> ws2 = {0.1f, 0.2f, 0.0f, 0.4f};
+  int zeros2 = 0;
+  for (int k = 0; k < 8; ++k)
+    for (int n = 0; n < 4; ++n) zeros2 += (double(wq[k * 4 + n]) - wz2[n]) * ws2[n] == 0.0;
+  auto qmodel2 = parse_model(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[2, 8] X) => (float[2, 4] Y) {
+      wd = DequantizeLinear <axis = 1> (Wq, ws, wz)
+      Y = MatMul (X, wd)
+    })",
+                             {{"Wq", Tensor::from_vector<int8_t>({8, 4}, wq)},
+                              {"ws", Tensor::from_vector<float>({4}, ws2)},
+                              {"wz", Tensor::from_vector<int8_t>({4}, wz2)}});
+  auto derived2 = model_cost_derived(*qmodel2, rec.shapes());
+  if (!derived2.ok()) FAIL(derived2.status().to_string());
+  const NodeCost* mm2 = find_op(*derived2, "MatMul");
+  REQUIRE(mm2);
+  CHECK(zeros2 == 4 + 1 + 8 + 1);  // column 0 odd k; q == 4 at k = 2; scale 0; q == 7 at k = 3
+  CHECK(mm2->weight_zero_fraction == zeros2 / 32.0);
+
   // A node the float run never had and that is not element-preserving cannot be sized: NotFound.
   auto other = parse_model(R"(
     <ir_version: 8, opset_import: ["" : 13]>
