@@ -7,6 +7,10 @@
 #include <regex>
 #include <set>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "frugal/parallel.h"
 #include "frugal/quantize.h"
 #include "passes/quantize_internal.h"
@@ -452,6 +456,71 @@ inline int8_t round_saturate_i8(float x, float s, float lo, float hi) {
   return y == y ? static_cast<int8_t>(static_cast<int32_t>(y)) : int8_t{0};
 }
 
+// Folds row[0:n) into *am (largest |v|), *lo and *hi, NaN ignored as std::max(*am, |v|),
+// std::min(*lo, v) and std::max(*hi, v) ignore it; eight values per step on SSE2 (MAXPS(v, m) is
+// std::max(m, v) exactly: the running value wins ties and NaN).
+void range_of_row(const float* __restrict row, int64_t n, float* am, float* lo, float* hi) {
+  int64_t i = 0;
+  float a = *am, l = *lo, h = *hi;
+#if defined(__SSE2__)
+  if (n >= 8) {
+    const __m128 sign = _mm_set1_ps(-0.0f);
+    __m128 a0 = _mm_set1_ps(a), a1 = a0, l0 = _mm_set1_ps(l), l1 = l0, h0 = _mm_set1_ps(h), h1 = h0;
+    for (; i + 8 <= n; i += 8) {
+      const __m128 v0 = _mm_loadu_ps(row + i), v1 = _mm_loadu_ps(row + i + 4);
+      a0 = _mm_max_ps(_mm_andnot_ps(sign, v0), a0);
+      a1 = _mm_max_ps(_mm_andnot_ps(sign, v1), a1);
+      l0 = _mm_min_ps(v0, l0);
+      l1 = _mm_min_ps(v1, l1);
+      h0 = _mm_max_ps(v0, h0);
+      h1 = _mm_max_ps(v1, h1);
+    }
+    alignas(16) float t[3][8];
+    _mm_store_ps(t[0], a0), _mm_store_ps(t[0] + 4, a1);
+    _mm_store_ps(t[1], l0), _mm_store_ps(t[1] + 4, l1);
+    _mm_store_ps(t[2], h0), _mm_store_ps(t[2] + 4, h1);
+    for (int j = 0; j < 8; ++j) a = std::max(a, t[0][j]), l = std::min(l, t[1][j]), h = std::max(h, t[2][j]);
+  }
+#endif
+  for (; i < n; ++i) {
+    a = std::max(a, std::fabs(row[i]));
+    l = std::min(l, row[i]);
+    h = std::max(h, row[i]);
+  }
+  *am = a, *lo = l, *hi = h;
+}
+
+// The same per channel: am[i] = std::max(am[i], |row[i]|), lo[i] = std::min(lo[i], row[i]),
+// hi[i] = std::max(hi[i], row[i]) for i < n (one value per channel: a row of a MatMul [K, N] weight).
+void range_of_channels(const float* __restrict row, int64_t n, float* __restrict am, float* __restrict lo,
+                       float* __restrict hi) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  const __m128 sign = _mm_set1_ps(-0.0f);
+  for (; i + 4 <= n; i += 4) {
+    const __m128 v = _mm_loadu_ps(row + i);
+    _mm_storeu_ps(am + i, _mm_max_ps(_mm_andnot_ps(sign, v), _mm_loadu_ps(am + i)));
+    _mm_storeu_ps(lo + i, _mm_min_ps(v, _mm_loadu_ps(lo + i)));
+    _mm_storeu_ps(hi + i, _mm_max_ps(v, _mm_loadu_ps(hi + i)));
+  }
+#endif
+  for (; i < n; ++i) {
+    am[i] = std::max(am[i], std::fabs(row[i]));
+    lo[i] = std::min(lo[i], row[i]);
+    hi[i] = std::max(hi[i], row[i]);
+  }
+}
+
+// q[i] = round_saturate_i8(x[i], s[i] or s0): unaliased pointers, so the loops vectorize (int8
+// stores may otherwise alias everything the loop reads).
+void round_row(const float* __restrict x, float s0, int8_t* __restrict q, int64_t n, float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) q[i] = round_saturate_i8(x[i], s0, lo, hi);
+}
+void round_row_per_channel(const float* __restrict x, const float* __restrict s, int8_t* __restrict q, int64_t n,
+                           float lo, float hi) {
+  for (int64_t i = 0; i < n; ++i) q[i] = round_saturate_i8(x[i], s[i], lo, hi);
+}
+
 }  // namespace
 
 QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) {
@@ -470,7 +539,7 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
   const int64_t outer = channels * inner > 0 ? n / (channels * inner) : 0;
   // Per channel: largest |w|, smallest and largest w (NaN ignored: std::max / std::min keep the
   // running value). Channels are split over threads; with one value per channel and row (a MatMul
-  // [K, N] weight) the inner loop runs along the channels, so it vectorizes.
+  // [K, N] weight) the scan runs along the channels.
   const size_t nc = static_cast<size_t>(channels);
   std::vector<float> absmax(nc, 0.0f), lo(nc, n ? x[0] : 0.0f), hi(nc, n ? x[0] : 0.0f);
   const int64_t per_channel = outer * inner;
@@ -481,37 +550,11 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
                  float* h = hi.data();
                  for (int64_t o = 0; o < outer; ++o) {
                    if (inner == 1) {
-                     const float* row = x + o * channels;
-                     for (int64_t c = c0; c < c1; ++c) {
-                       am[c] = std::max(am[c], std::fabs(row[c]));
-                       l[c] = std::min(l[c], row[c]);
-                       h[c] = std::max(h[c], row[c]);
-                     }
+                     range_of_channels(x + o * channels + c0, c1 - c0, am + c0, l + c0, h + c0);
                      continue;
                    }
-                   for (int64_t c = c0; c < c1; ++c) {
-                     const float* row = x + (o * channels + c) * inner;
-                     // 16 running values each, element-wise (vectorizes), folded at the end.
-                     float a16[16], l16[16], h16[16];
-                     for (int j = 0; j < 16; ++j) a16[j] = am[c], l16[j] = l[c], h16[j] = h[c];
-                     int64_t i = 0;
-                     for (; i + 16 <= inner; i += 16)
-                       for (int j = 0; j < 16; ++j) {
-                         a16[j] = std::max(a16[j], std::fabs(row[i + j]));
-                         l16[j] = std::min(l16[j], row[i + j]);
-                         h16[j] = std::max(h16[j], row[i + j]);
-                       }
-                     for (; i < inner; ++i) {
-                       a16[0] = std::max(a16[0], std::fabs(row[i]));
-                       l16[0] = std::min(l16[0], row[i]);
-                       h16[0] = std::max(h16[0], row[i]);
-                     }
-                     for (int j = 0; j < 16; ++j) {
-                       am[c] = std::max(am[c], a16[j]);
-                       l[c] = std::min(l[c], l16[j]);
-                       h[c] = std::max(h[c], h16[j]);
-                     }
-                   }
+                   for (int64_t c = c0; c < c1; ++c)
+                     range_of_row(x + (o * channels + c) * inner, inner, &am[c], &l[c], &h[c]);
                  }
                });
   out.min = n ? *std::min_element(lo.begin(), lo.end()) : 0.0f;
@@ -528,20 +571,15 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
   if (inner == 1) {
     parallel_for(outer, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(channels, 1)),
                  [&](int64_t o0, int64_t o1) {
-                   for (int64_t o = o0; o < o1; ++o) {
-                     const float* xr = x + o * channels;
-                     int8_t* qr = q + o * channels;
-                     for (int64_t c = 0; c < channels; ++c) qr[c] = round_saturate_i8(xr[c], scales[c], qlo, qhi);
-                   }
+                   for (int64_t o = o0; o < o1; ++o)
+                     round_row_per_channel(x + o * channels, scales, q + o * channels, channels, qlo, qhi);
                  });
     return out;
   }
   parallel_for(rows, std::max<int64_t>(1, (int64_t{1} << 16) / inner), [&](int64_t r0, int64_t r1) {
     int64_t c = r0 % channels;
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t base = r * inner;
-      const float s = scales[c];
-      for (int64_t i = 0; i < inner; ++i) q[base + i] = round_saturate_i8(x[base + i], s, qlo, qhi);
+      round_row(x + r * inner, scales[c], q + r * inner, inner, qlo, qhi);
       if (++c == channels) c = 0;
     }
   });
