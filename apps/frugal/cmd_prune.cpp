@@ -129,7 +129,9 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
     rep["output"] = o->output;
     Json section = prune_report_json(r, p);
     for (auto it = section.begin(); it != section.end(); ++it) rep[it.key()] = it.value();
-    if (data) rep["calibration"] = {{"data", data->describe()}, {"fingerprint", data->fingerprint()}};
+    if (data)
+      rep["calibration"] = {{"data", data->describe()},
+                            {"fingerprint", g.report.empty() ? Json(nullptr) : Json(data->fingerprint())}};
     rep["file_size"] = {{"before_bytes", size_before}, {"after_bytes", size_after}};
 
     // End-to-end fidelity on held-out data (or the calibration data, labelled as such).

@@ -3,6 +3,7 @@
 #include "frugal/dataset.h"
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <regex>
@@ -171,6 +172,26 @@ std::vector<fs::path> list_sorted(const fs::path& dir, const std::function<bool(
   return v;
 }
 
+// A file's sha256, worked out the first time someone asks (a report or a table) and kept: a
+// calibration run that shows no fingerprint does not read a large data file twice.
+class LazyFileHash {
+ public:
+  LazyFileHash() = default;
+  explicit LazyFileHash(fs::path p) : path_(std::move(p)) {}
+  std::string get() const {
+    std::call_once(*once_, [this] {
+      auto h = sha256_file(path_);
+      value_ = h.ok() ? *h : "unreadable";
+    });
+    return value_;
+  }
+
+ private:
+  fs::path path_;
+  std::unique_ptr<std::once_flag> once_ = std::make_unique<std::once_flag>();
+  mutable std::string value_;
+};
+
 StatusOr<std::string> fingerprint_files(const std::vector<fs::path>& files, const fs::path& root) {
   std::string acc;
   for (const auto& f : files) {
@@ -241,20 +262,21 @@ class TestDataSetDataset : public Dataset {
 
 class StackedDataset : public Dataset {
  public:
-  StackedDataset(const Graph& g, NamedTensors arrays, SampleLayout layout, std::string what, std::string fp,
+  StackedDataset(const Graph& g, NamedTensors arrays, SampleLayout layout, std::string what, LazyFileHash fp,
                  std::map<std::string, int64_t> dims)
       : graph_(g), arrays_(std::move(arrays)), layout_(layout), what_(std::move(what)), fp_(std::move(fp)),
         dims_(std::move(dims)) {}
   size_t size() const override { return layout_.count; }
   std::string describe() const override { return std::to_string(layout_.count) + " sample(s) from " + what_; }
-  std::string fingerprint() const override { return fp_; }
+  std::string fingerprint() const override { return fp_.get(); }
   StatusOr<NamedTensors> get(size_t i) override { return take_sample(graph_, arrays_, layout_, i, dims_, what_); }
 
  private:
   const Graph& graph_;
   NamedTensors arrays_;
   SampleLayout layout_;
-  std::string what_, fp_;
+  std::string what_;
+  LazyFileHash fp_;
   std::map<std::string, int64_t> dims_;
 };
 
@@ -262,8 +284,8 @@ StatusOr<std::unique_ptr<Dataset>> stacked_from_arrays(const Graph& g, NamedTens
                                                        const DatasetOptions& opts) {
   FRUGAL_ASSIGN_OR_RETURN(NamedTensors arrays, bind_to_inputs(g, std::move(raw), path.string()));
   FRUGAL_ASSIGN_OR_RETURN(SampleLayout layout, sample_layout(g, shapes_of(arrays), path.string()));
-  FRUGAL_ASSIGN_OR_RETURN(std::string fp, sha256_file(path));
-  return std::unique_ptr<Dataset>(new StackedDataset(g, std::move(arrays), layout, path.string(), fp, opts.dims));
+  return std::unique_ptr<Dataset>(
+      new StackedDataset(g, std::move(arrays), layout, path.string(), LazyFileHash(path), opts.dims));
 }
 
 // ---- .npz / .npy files, streamed -------------------------------------------------------------------------
@@ -327,9 +349,7 @@ class ArrayFilesDataset : public Dataset {
         d->loaded_ = 0;
       }
     }
-    if (single) {
-      FRUGAL_ASSIGN_OR_RETURN(d->fp_, sha256_file(d->files_[0]));
-    }
+    if (single) d->fp_ = LazyFileHash(d->files_[0]);
     return std::unique_ptr<Dataset>(d.release());
   }
   size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
@@ -338,7 +358,7 @@ class ArrayFilesDataset : public Dataset {
     return std::to_string(size()) + " sample(s) in " + std::to_string(files_.size()) + " file(s) in " + root_.string();
   }
   std::string fingerprint() const override {
-    if (single_) return fp_;
+    if (single_) return fp_.get();
     auto fp = fingerprint_files(files_, root_);
     return fp.ok() ? *fp : "unreadable";
   }
@@ -367,7 +387,7 @@ class ArrayFilesDataset : public Dataset {
   fs::path root_;
   std::map<std::string, int64_t> dims_;
   bool single_ = false;
-  std::string fp_;
+  LazyFileHash fp_;
   std::vector<size_t> ends_;  // cumulative sample counts
   std::mutex mu_;
   size_t loaded_ = SIZE_MAX;

@@ -327,7 +327,7 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     }
   }
   t.dataset_description = data.describe();
-  t.dataset_fingerprint = data.fingerprint();
+  if (opts.fingerprint_data) t.dataset_fingerprint = data.fingerprint();
   t.tensors = obs.finish();
   return t;
 }

@@ -200,6 +200,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     // The energy estimate needs one full run of the float model: calibration's first sample is it.
     cost_recorder = std::make_unique<CostRecorder>(*model, graph);
     co.first_run_observer = cost_recorder.get();
+    co.fingerprint_data = hash;  // shown in the report only
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
     mark("calibrate");
     table.model_path = job.model_path.string();
@@ -360,7 +361,8 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
                           {"bins", table.bins},
                           {"samples", table.samples},
                           {"dataset", table.dataset_description},
-                          {"dataset_fingerprint", table.dataset_fingerprint},
+                          {"dataset_fingerprint",
+                           table.dataset_fingerprint.empty() ? Json(nullptr) : Json(table.dataset_fingerprint)},
                           {"tensors", table.tensors.size()}};
     if (table.method == "percentile") rep["calibration"]["percentile"] = table.percentile;
   }

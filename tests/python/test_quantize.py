@@ -55,6 +55,8 @@ def test_digits_static_per_channel_accuracy(frugal_bin, tmp_path, name, method):
     assert acc_f - acc_q <= 0.5, f"{name}/{method}: float {acc_f:.2f}% vs int8 {acc_q:.2f}%"
     r = json.loads(rep.read_text())
     assert r["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    calib = tl.MODELS_DATA / f"{name}_calib.npz"
+    assert r["calibration"]["dataset_fingerprint"] == hashlib.sha256(calib.read_bytes()).hexdigest()
     assert r["summary"]["nodes_quantized"] >= 3
     assert r["summary"]["size_after_bytes"] < r["summary"]["size_before_bytes"]
     # frugal's own top-1 agreement figure must match what onnxruntime says about the same two models.

@@ -134,6 +134,9 @@ struct CalibOptions {
   // threads. The table is then the one a single thread writes. Costs one more set of activations
   // per extra thread.
   bool parallel_samples = true;
+  // false: the table's dataset_fingerprint stays empty and the data files are not hashed (a caller
+  // that shows no fingerprint; a 300 MB .npz costs about a second of CPU).
+  bool fingerprint_data = true;
 };
 
 // The observer behind calibration, usable on its own (tests feed tensors to it directly). One pass:
