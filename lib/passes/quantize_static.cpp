@@ -576,7 +576,7 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
                  });
     return out;
   }
-  parallel_for(rows, std::max<int64_t>(1, (int64_t{1} << 16) / inner), [&](int64_t r0, int64_t r1) {
+  parallel_for(rows, std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(inner, 1)), [&](int64_t r0, int64_t r1) {
     int64_t c = r0 % channels;
     for (int64_t r = r0; r < r1; ++r) {
       round_row(x + r * inner, scales[c], q + r * inner, inner, qlo, qhi);

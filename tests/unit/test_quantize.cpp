@@ -128,6 +128,16 @@ TEST_CASE("weight rounding equals quantize_value element by element on every lay
   }
 }
 
+TEST_CASE("weight quantization of an empty weight", "[quantize]") {
+  // A zero-size axis after the channel axis (no values per channel): scales from absmax 0, no values.
+  const QuantizedWeight q = quantize_weight(Tensor::zeros(DType::kFloat, {3, 0}), 0, quant::kInt8Symmetric);
+  CHECK(q.scales.size() == 3);
+  CHECK(q.q.numel() == 0);
+  const QuantizedWeight r = quantize_weight(Tensor::zeros(DType::kFloat, {0, 4}), 1, quant::kInt8Symmetric);
+  CHECK(r.scales.size() == 4);
+  CHECK(r.q.numel() == 0);
+}
+
 TEST_CASE("activation scale and zero point, hand-derived", "[quantize]") {
   // uint8 over [-1, 3]: scale 4/255, zp = round(0 - (-1) / (4/255)) = round(63.75) = 64.
   auto u = activation_params(-1.0, 3.0, DType::kUInt8);
