@@ -201,11 +201,15 @@ inline Status begin_pass(const Model& model, const Graph& graph, QuantizeResult&
 
 // An initializer's value during a pass: from the source model (`source_graph` indexes it), which
 // holds the bytes, or from the working copy (`work`, indexed by `work_graph`) for the constants an
-// opset upgrade added, which carry theirs.
+// opset upgrade added, which carry theirs. Inline raw bytes come back as a view into that model (no
+// copy of, say, 57 MB of weights): both models outlive the pass, which must not keep the value.
 inline StatusOr<Tensor> initializer_value(const Model& source, const Graph& source_graph, const Model& work,
                                           const Graph& work_graph, const std::string& name) {
-  if (const onnx::TensorProto* t = source_graph.initializer(name)) return source.initializer(*t);
-  return work.initializer(*work_graph.initializer(name));
+  const onnx::TensorProto* t = source_graph.initializer(name);
+  const Model& m = t ? source : work;
+  if (!t) t = work_graph.initializer(name);
+  if (auto v = tensor_view_of_proto(m.resolve(*t), nullptr)) return std::move(*v);
+  return m.initializer(*t);
 }
 
 // Whether a node passes the user's node filters (--include, --exclude, --max-drop's keep_float);
