@@ -40,7 +40,9 @@ CheckerResult run_onnx_checker(const Model& model) {
   }
   r.ran = true;
   try {
-    if (!model.path().empty()) onnx::checker::check_model(model.path().string());
+    // The path form re-reads the whole file (a second copy of every weight in memory, and protobuf's
+    // 2 GB limit); it is only needed to check external data files against the model's folder.
+    if (!model.path().empty() && model.has_external_data()) onnx::checker::check_model(model.path().string());
     else onnx::checker::check_model(p);
     r.ok = true;
     r.note = "passed (ONNX 1.12 checker)";

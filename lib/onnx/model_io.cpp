@@ -290,6 +290,12 @@ const onnx::TensorProto& Model::resolve(const onnx::TensorProto& t) const {
   return it != shared_.end() && same_type_and_shape(t, *it->second) ? *it->second : t;
 }
 
+bool Model::has_external_data() const {
+  for (auto* t : all_tensors(const_cast<onnx::ModelProto*>(&proto_)))
+    if (is_external(*t)) return true;
+  return false;
+}
+
 size_t Model::serialized_size() const {
   if (shared_.empty()) return proto_.ByteSizeLong();
   size_t graph_size = 0;
@@ -318,9 +324,7 @@ Status Model::save(const fs::path& path, const SaveOptions& opts) const {
   };
   // Nothing external and nothing to externalise: the model is written as it is, without a copy
   // (shared tensors are written from their source in place of their shells).
-  bool any_external = false;
-  for (auto* t : all_tensors(const_cast<onnx::ModelProto*>(&proto_))) any_external |= is_external(*t);
-  if (!any_external && !opts.external_data && serialized_size() <= kProtoLimit) {
+  if (!has_external_data() && !opts.external_data && serialized_size() <= kProtoLimit) {
     AtomicFile model_file(path);
     if (shared_.empty()) {
       FRUGAL_RETURN_IF_ERROR(write_model(proto_, model_file));

@@ -10,6 +10,7 @@
 #include "frugal/executor.h"
 #include "frugal/prune.h"
 #include "frugal/reconstruct.h"
+#include "passes/proto_copy.h"
 
 namespace frugal {
 
@@ -18,10 +19,11 @@ namespace {
 using ShapeMap = std::map<std::string, std::vector<int64_t>>;
 
 // Shapes from ONNX shape inference (on a copy; never required: a model the bundled ONNX cannot infer
-// just gets no MAC figures). Unknown and symbolic dims are -1.
+// just gets no MAC figures). Unknown and symbolic dims are -1. The copy holds the small constants
+// shape inference reads (shapes, axes) and only the names, types and dims of the weights.
 ShapeMap infer_shapes(const onnx::ModelProto& proto) {
   ShapeMap m;
-  onnx::ModelProto copy = proto;
+  onnx::ModelProto copy = passes::structure_copy(proto, 4096);
   try {
     onnx::shape_inference::InferShapes(copy);
   } catch (...) {

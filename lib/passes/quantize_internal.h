@@ -9,8 +9,11 @@
 #include <vector>
 
 #include "frugal/quantize.h"
+#include "passes/proto_copy.h"
 
 namespace frugal::quant_pass {
+
+using passes::structure_copy;
 
 // Fresh tensor/node names: `base`, else base_1, base_2, ... skipping every name the graph already uses
 // (node names, inputs, outputs, initializers, graph inputs) and every name handed out before.
@@ -92,41 +95,6 @@ inline void drop_unread_initializers(onnx::GraphProto* g, const std::set<std::st
   auto* ins = g->mutable_input();
   ins->erase(std::remove_if(ins->begin(), ins->end(), [&](const onnx::ValueInfoProto& v) { return dropped.count(v.name()) > 0; }),
              ins->end());
-}
-
-// A tensor with the name, type and shape of `t` but none of its data.
-inline void tensor_shell(const onnx::TensorProto& t, onnx::TensorProto* out) {
-  out->set_name(t.name());
-  out->set_data_type(t.data_type());
-  *out->mutable_dims() = t.dims();
-}
-
-// The model without the bytes of its initializers (names, types and shapes kept): what node
-// selection needs, at a fraction of a full copy's memory.
-inline onnx::ModelProto structure_copy(const onnx::ModelProto& src) {
-  onnx::ModelProto m;
-  m.set_ir_version(src.ir_version());
-  *m.mutable_opset_import() = src.opset_import();
-  m.set_producer_name(src.producer_name());
-  m.set_producer_version(src.producer_version());
-  m.set_domain(src.domain());
-  m.set_model_version(src.model_version());
-  *m.mutable_functions() = src.functions();
-  const onnx::GraphProto& g = src.graph();
-  onnx::GraphProto* o = m.mutable_graph();
-  o->set_name(g.name());
-  *o->mutable_node() = g.node();
-  *o->mutable_input() = g.input();
-  *o->mutable_output() = g.output();
-  *o->mutable_value_info() = g.value_info();
-  for (const auto& t : g.initializer()) tensor_shell(t, o->add_initializer());
-  for (const auto& s : g.sparse_initializer()) {
-    onnx::SparseTensorProto* d = o->add_sparse_initializer();
-    tensor_shell(s.values(), d->mutable_values());
-    tensor_shell(s.indices(), d->mutable_indices());
-    *d->mutable_dims() = s.dims();
-  }
-  return m;
 }
 
 // Raises `proto`'s default-domain opset from `opset` to 13 on a trial copy, keeping it only if the

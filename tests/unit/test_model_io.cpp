@@ -11,6 +11,7 @@
 #include "frugal/dataset.h"
 #include "frugal/executor.h"
 #include "frugal/file_util.h"
+#include "frugal/inspect.h"
 #include "frugal/model.h"
 
 #include "test_util.h"
@@ -146,6 +147,37 @@ TEST_CASE("external data is kept, re-inlined or re-externalised as asked", "[mod
       t.set_name(name);
     }
   CHECK(deterministic_bytes(a) == deterministic_bytes(b));
+}
+
+TEST_CASE("the ONNX checker runs on the loaded model, or on the file when data is external", "[model_io]") {
+  TempDir tmp;
+  // Inline weights: checked in memory (no second read of the file); a broken copy fails.
+  auto mnist = Model::load(kTestData / "alrevuelta-cONNXr/test/mnist/model.onnx");
+  REQUIRE(mnist.ok());
+  CHECK_FALSE((*mnist)->has_external_data());
+  const CheckerResult good = run_onnx_checker(**mnist);
+  CHECK(good.ran);
+  CHECK(good.ok);
+  onnx::ModelProto broken = (*mnist)->proto();
+  broken.mutable_graph()->mutable_node(0)->set_op_type("NoSuchOp");
+  write_bytes(tmp.path / "broken.onnx", broken.SerializeAsString());
+  auto bad = Model::load(tmp.path / "broken.onnx");
+  REQUIRE(bad.ok());
+  const CheckerResult failed = run_onnx_checker(**bad);
+  CHECK(failed.ran);
+  CHECK_FALSE(failed.ok);
+  CHECK(failed.note.find("NoSuchOp") != std::string::npos);
+  // External weights: the file form, which checks the data file beside the model.
+  SaveOptions ex;
+  ex.external_data = true;
+  ex.external_threshold = 1000;
+  REQUIRE((*mnist)->save(tmp.path / "ext.onnx", ex).ok());
+  auto ext = Model::load(tmp.path / "ext.onnx");
+  REQUIRE(ext.ok());
+  CHECK((*ext)->has_external_data());
+  const CheckerResult ext_ok = run_onnx_checker(**ext);
+  CHECK(ext_ok.ran);
+  CHECK(ext_ok.ok);
 }
 
 TEST_CASE("save refuses to overwrite its input unless asked", "[model_io]") {

@@ -114,6 +114,8 @@ class Model : public std::enable_shared_from_this<Model> {
   bool shares_bytes() const { return !shared_.empty(); }
   // The size of the serialized model, shared bytes included.
   size_t serialized_size() const;
+  // Whether any tensor (initializers, Constant attributes, subgraphs) keeps its data in an external file.
+  bool has_external_data() const;
 
  private:
   onnx::ModelProto proto_;
