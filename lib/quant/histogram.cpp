@@ -111,11 +111,10 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
       i = stop;
     }
 #if defined(__SSE2__)
-    alignas(16) int32_t idx[4];
     __m128i vz = _mm_setzero_si128();  // exact zeros per lane (at most 2^28 per block)
-    for (; i + 4 <= stop; i += 4) {
-      // bin_of_f on four values at once; non-finite values go to the drop slot.
-      const __m128 v = _mm_loadu_ps(x + i);
+    // bin_of_f on four values at once (non-finite values go to the drop slot), into out.
+    auto bins4 = [&](int64_t j, int32_t* out) {
+      const __m128 v = _mm_loadu_ps(x + j);
       vz = _mm_sub_epi32(vz, _mm_castps_si128(_mm_cmpeq_ps(v, fzero)));  // all-ones lanes add 1
       const __m128 finite = _mm_cmpeq_ps(_mm_sub_ps(v, v), fzero);
       const __m128 y = _mm_mul_ps(v, vscale);
@@ -129,11 +128,26 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
       q = _mm_or_si128(_mm_and_si128(over, vlast), _mm_andnot_si128(over, q));
       const __m128i fin = _mm_castps_si128(finite);
       q = _mm_or_si128(_mm_and_si128(fin, q), _mm_andnot_si128(fin, vdrop));
-      _mm_store_si128(reinterpret_cast<__m128i*>(idx), q);
-      ++t0[idx[0]];
-      ++t1[idx[1]];
-      ++t2[idx[2]];
-      ++t3[idx[3]];
+      _mm_store_si128(reinterpret_cast<__m128i*>(out), q);
+    };
+    // Software-pipelined like the AVX-512 kernel: the next four bins are worked out before this
+    // four's increments.
+    alignas(16) int32_t idx[2][4];
+    if (i + 4 <= stop) {
+      bins4(i, idx[0]);
+      int cur = 0;
+      for (i += 4; i + 4 <= stop; i += 4) {
+        bins4(i, idx[cur ^ 1]);
+        ++t0[idx[cur][0]];
+        ++t1[idx[cur][1]];
+        ++t2[idx[cur][2]];
+        ++t3[idx[cur][3]];
+        cur ^= 1;
+      }
+      ++t0[idx[cur][0]];
+      ++t1[idx[cur][1]];
+      ++t2[idx[cur][2]];
+      ++t3[idx[cur][3]];
     }
     alignas(16) uint32_t z4[4];
     _mm_store_si128(reinterpret_cast<__m128i*>(z4), vz);
