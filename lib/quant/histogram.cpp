@@ -130,6 +130,12 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
       q = _mm_or_si128(_mm_and_si128(fin, q), _mm_andnot_si128(fin, vdrop));
       _mm_store_si128(reinterpret_cast<__m128i*>(out), q);
     };
+    auto count4 = [&](const int32_t* b) {
+      ++t0[b[0]];
+      ++t1[b[1]];
+      ++t2[b[2]];
+      ++t3[b[3]];
+    };
     // Software-pipelined like the AVX-512 kernel: the next four bins are worked out before this
     // four's increments.
     alignas(16) int32_t idx[2][4];
@@ -138,16 +144,10 @@ void count_slice(const float* x, int64_t n, double scale, int64_t nb, uint64_t* 
       int cur = 0;
       for (i += 4; i + 4 <= stop; i += 4) {
         bins4(i, idx[cur ^ 1]);
-        ++t0[idx[cur][0]];
-        ++t1[idx[cur][1]];
-        ++t2[idx[cur][2]];
-        ++t3[idx[cur][3]];
+        count4(idx[cur]);
         cur ^= 1;
       }
-      ++t0[idx[cur][0]];
-      ++t1[idx[cur][1]];
-      ++t2[idx[cur][2]];
-      ++t3[idx[cur][3]];
+      count4(idx[cur]);
     }
     alignas(16) uint32_t z4[4];
     _mm_store_si128(reinterpret_cast<__m128i*>(z4), vz);
