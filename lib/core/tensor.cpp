@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <type_traits>
 
 namespace frugal {
 
@@ -261,17 +262,19 @@ CompareResult compare_tensors(const Tensor& actual, const Tensor& expected, doub
 int64_t count_zeros(const Tensor& t) {
   const int64_t n = t.numel();
   int64_t z = 0;
-  auto count_float = [&](const float* p) {
-    for (int64_t e0 = 0; e0 < n; e0 += 4096) {  // 32-bit counts per chunk: vectorised
+  // Contiguous elements compared with a zero of their own type: 32-bit counts per chunk, vectorised.
+  auto count_plain = [&](const auto* p) {
+    using E = std::remove_cv_t<std::remove_pointer_t<decltype(p)>>;
+    for (int64_t e0 = 0; e0 < n; e0 += 4096) {
       const int64_t e1 = std::min(n, e0 + 4096);
       int32_t zc = 0;
-      for (int64_t e = e0; e < e1; ++e) zc += p[e] == 0.0f;
+      for (int64_t e = e0; e < e1; ++e) zc += p[e] == E(0);
       z += zc;
     }
   };
   switch (t.dtype()) {
     case DType::kFloat:
-      count_float(t.data<float>());
+      count_plain(t.data<float>());
       break;
     case DType::kDouble:
       for (double v : t.span<double>()) z += v == 0.0;
@@ -311,13 +314,8 @@ int64_t count_zeros(const Tensor& t) {
         break;
       }
       const size_t es = dtype_size(t.dtype());
-      if (es == 1) {  // int8, uint8, bool: 32-bit counts per chunk, vectorised
-        for (int64_t e0 = 0; e0 < n; e0 += 4096) {
-          const int64_t e1 = std::min(n, e0 + 4096);
-          int32_t zc = 0;
-          for (int64_t e = e0; e < e1; ++e) zc += p[e] == 0;
-          z += zc;
-        }
+      if (es == 1) {  // int8, uint8, bool
+        count_plain(p);
         break;
       }
       for (int64_t i = 0; i < n; ++i) {

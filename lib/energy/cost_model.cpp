@@ -431,42 +431,37 @@ class CostBuilder {
     uint8_t* o = out.mut<uint8_t>();
     const int64_t count = q.numel();
     if (sv.size() == 1 && zv.size() == 1) inner = std::max<int64_t>(count, 1);
-    // Per (outer, channel): the zero point as the stored type's value (none when no stored value
-    // equals it) and whether the scale is 0. The axis is [outer, dim, inner].
+    // The axis is [outer, dim, inner].
     const int64_t outer = count / (inner * dim);
     auto fill = [&](auto* qp) {
       using Q = std::remove_cv_t<std::remove_pointer_t<decltype(qp)>>;
-      if (inner == 1 && dim > 1) {
-        // One value per channel and row (a MatMul [K, N] weight): along the rows, per channel a
-        // stored zero point (or none) and whether the scale is 0.
-        std::vector<Q> zq(static_cast<size_t>(dim));
-        std::vector<uint8_t> keep(static_cast<size_t>(dim)), cmp(static_cast<size_t>(dim));
-        for (int64_t c = 0; c < dim; ++c) {
-          const double sc = sv.size() == 1 ? sv[0] : sv[static_cast<size_t>(c)];
-          const double z = zv.size() == 1 ? zv[0] : zv[static_cast<size_t>(c)];
-          zq[static_cast<size_t>(c)] = static_cast<Q>(z);
-          keep[static_cast<size_t>(c)] = sc == 0.0 ? 0 : 1;  // scale 0: all zeros
-          cmp[static_cast<size_t>(c)] = sc != 0.0 && static_cast<double>(zq[static_cast<size_t>(c)]) == z;
-        }
+      // Per channel: the zero point as the stored type's value, whether any stored value equals it
+      // (cmp; never where the scale is 0) and what every other value gives (keep: 0 where the scale
+      // is 0, the whole channel being zeros).
+      const size_t nd = static_cast<size_t>(dim);
+      std::vector<Q> zq(nd);
+      std::vector<uint8_t> keep(nd), cmp(nd);
+      for (size_t c = 0; c < nd; ++c) {
+        const double sc = sv.size() == 1 ? sv[0] : sv[c];
+        const double z = zv.size() == 1 ? zv[0] : zv[c];
+        zq[c] = static_cast<Q>(z);
+        keep[c] = sc == 0.0 ? 0 : 1;
+        cmp[c] = sc != 0.0 && static_cast<double>(zq[c]) == z;
+      }
+      if (inner == 1) {
+        // One value per channel and row (a MatMul [K, N] weight): along the rows.
         for (int64_t ou = 0; ou < outer; ++ou) {
           const Q* qr = qp + ou * dim;
           uint8_t* orow = o + ou * dim;
-          for (int64_t c = 0; c < dim; ++c)
-            orow[c] = (cmp[static_cast<size_t>(c)] && qr[c] == zq[static_cast<size_t>(c)]) ? 0 : keep[static_cast<size_t>(c)];
+          for (size_t c = 0; c < nd; ++c) orow[c] = (cmp[c] && qr[c] == zq[c]) ? 0 : keep[c];
         }
         return;
       }
-      for (int64_t c = 0; c < dim; ++c) {
-        const double sc = sv.size() == 1 ? sv[0] : sv[static_cast<size_t>(c)];
-        const double z = zv.size() == 1 ? zv[0] : zv[static_cast<size_t>(c)];
-        const Q zq = static_cast<Q>(z);
-        const bool all_zero = sc == 0.0, none = static_cast<double>(zq) != z;
+      for (size_t c = 0; c < nd; ++c)
         for (int64_t ou = 0; ou < outer; ++ou) {
-          const int64_t base = (ou * dim + c) * inner;
-          for (int64_t i = 0; i < inner; ++i)
-            o[base + i] = (all_zero || (!none && qp[base + i] == zq)) ? 0 : 1;
+          const int64_t base = (ou * dim + static_cast<int64_t>(c)) * inner;
+          for (int64_t i = 0; i < inner; ++i) o[base + i] = (cmp[c] && qp[base + i] == zq[c]) ? 0 : keep[c];
         }
-      }
     };
     switch (q.dtype()) {
       case DType::kInt8: fill(q.data<int8_t>()); break;
