@@ -4,6 +4,7 @@ functions, fields newer than frugal's ONNX 1.12 schema). The C++ unit test cover
 shared testdata; this checks a spread of them with an independent reader."""
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import helper, TensorProto
@@ -84,6 +85,15 @@ def test_external_data_reinlined_and_reexternalised(frugal_bin, testdata, tmp_pa
         assert sizes[t.name] == (len(onnx.numpy_helper.to_array(t).tobytes()) >= 4096), t.name
     assert loaded(src) == full
     onnx.checker.check_model(str(tmp_path / "ext.onnx"))
+    # Both written models run in onnxruntime and give the original's outputs exactly.
+    import onnxruntime as ort
+    inp = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+    rng = np.random.default_rng(3)
+    samples = [{inp.name: rng.standard_normal(shape).astype(np.float32)} for _ in range(3)]
+    ref = tl.ort_run_many(src, samples)
+    tl.assert_outputs_equal(ref, tl.ort_run_many(tmp_path / "inline.onnx", samples))
+    tl.assert_outputs_equal(ref, tl.ort_run_many(tmp_path / "ext.onnx", samples))
 
 
 def test_in_place_needs_the_flag(frugal_bin, testdata, tmp_path):
