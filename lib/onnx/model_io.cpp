@@ -6,15 +6,18 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format.h>
 #include <google/protobuf/wire_format_lite.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
 #include <fstream>
 
 #include "frugal/model.h"
+#include "frugal/parallel.h"
 #include "onnx_util.h"
 
 namespace frugal {
@@ -202,10 +205,243 @@ void write_model_wire(const onnx::ModelProto& m, const Resolve& resolve, size_t 
   WireFormat::SerializeUnknownFields(m.GetReflection()->GetUnknownFields(m), out);
 }
 
+
+// ---- two-part load ------------------------------------------------------------------------------
+//
+// A model's bulk is the raw_data of its main graph's initializers. Protobuf copies each of those into
+// its string on one thread, growing strings over 50 MB in steps (one more copy of a large embedding),
+// and every fresh page of those strings costs a page fault. The two-part load instead
+//  1. scans the file's wire format (memory-mapped; only the pages holding field headers are touched)
+//     and cuts the large raw_data payloads out of a copy of the rest, the structure;
+//  2. parses the structure with protobuf (kilobytes to a few megabytes);
+//  3. sizes each cut tensor's raw_data, pre-faults the pages on all threads and reads the payloads
+//     from the file into them on all threads.
+// The result is the same ModelProto as a full parse. Anything unusual (groups, a repeated graph or
+// raw_data field, malformed wire data) falls back to the full parse, which also words the errors.
+
+namespace wire {
+
+// A varint at p (before end), or nullptr when it is malformed or runs past end.
+const uint8_t* read_varint(const uint8_t* p, const uint8_t* end, uint64_t* v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 64 && p < end; shift += 7) {
+    const uint8_t b = *p++;
+    x |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if (!(b & 0x80)) {
+      *v = x;
+      return p;
+    }
+  }
+  return nullptr;
+}
+
+void write_varint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+struct Field {
+  uint64_t number = 0;
+  int type = 0;
+  const uint8_t* start = nullptr;  // the tag
+  const uint8_t* body = nullptr;   // length-delimited payload (type 2)
+  uint64_t len = 0;
+  const uint8_t* end = nullptr;  // past the field
+};
+
+// The field at p; false when malformed, past end, or a group (deprecated, not used by ONNX).
+bool next_field(const uint8_t* p, const uint8_t* end, Field* f) {
+  uint64_t tag = 0;
+  f->start = p;
+  if (!(p = read_varint(p, end, &tag)) || (tag >> 3) == 0) return false;
+  f->number = tag >> 3;
+  f->type = static_cast<int>(tag & 7);
+  uint64_t v = 0;
+  switch (f->type) {
+    case 0: p = read_varint(p, end, &v); break;
+    case 1: p = end - p >= 8 ? p + 8 : nullptr; break;
+    case 5: p = end - p >= 4 ? p + 4 : nullptr; break;
+    case 2:
+      if (!(p = read_varint(p, end, &f->len)) || static_cast<uint64_t>(end - p) < f->len) return false;
+      f->body = p;
+      p += f->len;
+      break;
+    default: return false;
+  }
+  f->end = p;
+  return p != nullptr;
+}
+
+}  // namespace wire
+
+// Builds the structure of a serialized ModelProto with large initializer payloads cut out.
+class Skeleton {
+ public:
+  struct Cut {
+    int initializer;  // index in graph.initializer
+    uint64_t offset;  // of the payload in the file
+    uint64_t size;
+  };
+  static constexpr uint64_t kMinCut = 64 << 10;  // smaller payloads stay in the structure
+
+  explicit Skeleton(const uint8_t* file) : file_(file) {}
+
+  bool model(const uint8_t* p, const uint8_t* end, std::string* out) {
+    bool seen_graph = false;
+    for (wire::Field f; p < end; p = f.end) {
+      if (!wire::next_field(p, end, &f)) return false;
+      if (f.number == onnx::ModelProto::kGraphFieldNumber && f.type == 2) {
+        if (seen_graph) return false;  // merged by protobuf: not worth handling
+        seen_graph = true;
+        std::string g;
+        if (!graph(f.body, f.body + f.len, &g)) return false;
+        nested(f.number, g, out);
+      } else {
+        out->append(reinterpret_cast<const char*>(f.start), static_cast<size_t>(f.end - f.start));
+      }
+    }
+    return true;
+  }
+  const std::vector<Cut>& cuts() const { return cuts_; }
+  int initializers() const { return initializers_; }
+
+ private:
+  static void nested(uint64_t number, const std::string& body, std::string* out) {
+    wire::write_varint(number << 3 | 2, out);
+    wire::write_varint(body.size(), out);
+    out->append(body);
+  }
+
+  bool graph(const uint8_t* p, const uint8_t* end, std::string* out) {
+    for (wire::Field f; p < end; p = f.end) {
+      if (!wire::next_field(p, end, &f)) return false;
+      if (f.number == onnx::GraphProto::kInitializerFieldNumber && f.type == 2) {
+        std::string t;
+        if (!tensor(f.body, f.body + f.len, &t)) return false;
+        nested(f.number, t, out);
+        ++initializers_;
+      } else {
+        out->append(reinterpret_cast<const char*>(f.start), static_cast<size_t>(f.end - f.start));
+      }
+    }
+    return true;
+  }
+
+  bool tensor(const uint8_t* p, const uint8_t* end, std::string* out) {
+    bool seen_raw = false;
+    for (wire::Field f; p < end; p = f.end) {
+      if (!wire::next_field(p, end, &f)) return false;
+      if (f.number == onnx::TensorProto::kRawDataFieldNumber && f.type == 2) {
+        if (seen_raw) return false;  // the last one would win: leave that to protobuf
+        seen_raw = true;
+        if (f.len >= kMinCut) {
+          cuts_.push_back({initializers_, static_cast<uint64_t>(f.body - file_), f.len});
+          continue;
+        }
+      }
+      out->append(reinterpret_cast<const char*>(f.start), static_cast<size_t>(f.end - f.start));
+    }
+    return true;
+  }
+
+  const uint8_t* file_;
+  std::vector<Cut> cuts_;
+  int initializers_ = 0;
+};
+
+// A read-only private mapping, unmapped on scope exit.
+struct FileMap {
+  void* addr = MAP_FAILED;
+  size_t size = 0;
+  FileMap(int fd, size_t n) : size(n) { addr = n ? mmap(nullptr, n, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED; }
+  ~FileMap() {
+    if (addr != MAP_FAILED) munmap(addr, size);
+  }
+};
+
+// Loads `fd` (size bytes) in two parts when it holds large initializer payloads. Returns false when
+// it did not (small model, nothing to cut, or unusual wire data): the caller then parses the file
+// whole. An error only for a read failing part way.
+StatusOr<bool> load_split(int fd, size_t size, onnx::ModelProto* out, const std::string& what) {
+  constexpr size_t kMinFile = 1 << 20;
+  if (size < kMinFile || size > static_cast<size_t>(INT_MAX)) return false;
+  std::string structure;
+  std::vector<Skeleton::Cut> cuts;
+  int initializers = 0;
+  {
+    FileMap map(fd, size);
+    if (map.addr == MAP_FAILED) return false;
+    const auto* base = static_cast<const uint8_t*>(map.addr);
+    Skeleton sk(base);
+    if (!sk.model(base, base + size, &structure) || sk.cuts().empty()) return false;
+    cuts = sk.cuts();
+    initializers = sk.initializers();
+  }
+  if (!parse_model_bytes(structure.data(), structure.size(), out, what).ok()) return false;
+  structure = std::string();
+  auto* inits = out->mutable_graph()->mutable_initializer();
+  if (inits->size() != initializers) return false;
+  // Pieces of at most 4 MiB: pre-faulted, then read, on all threads.
+  struct Piece {
+    char* dst;
+    uint64_t offset, size;
+  };
+  constexpr uint64_t kPiece = 4 << 20;
+  std::vector<Piece> pieces;
+  for (const auto& c : cuts) {
+    std::string* s = inits->Mutable(c.initializer)->mutable_raw_data();
+    if (!s->empty()) return false;
+    s->reserve(c.size);
+    for (uint64_t o = 0; o < c.size; o += kPiece)
+      pieces.push_back({s->data() + o, c.offset + o, std::min(kPiece, c.size - o)});
+  }
+  const auto n_pieces = static_cast<int64_t>(pieces.size());
+  // Fresh pages fault one at a time when first written; pre-faulting them (contents untouched) is
+  // the part that parallelises. Only a hint: kernels before 5.14 refuse it and nothing changes.
+  parallel_for(n_pieces, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const auto lo = (reinterpret_cast<uintptr_t>(pieces[static_cast<size_t>(i)].dst) + 4095) & ~uintptr_t{4095};
+      const auto hi = (reinterpret_cast<uintptr_t>(pieces[static_cast<size_t>(i)].dst) +
+                       pieces[static_cast<size_t>(i)].size) & ~uintptr_t{4095};
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_POPULATE_WRITE);
+    }
+  });
+  for (const auto& c : cuts) inits->Mutable(c.initializer)->mutable_raw_data()->resize(c.size);
+  std::atomic<int> read_errno{0};
+  parallel_for(n_pieces, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e && read_errno.load() == 0; ++i) {
+      const Piece& p = pieces[static_cast<size_t>(i)];
+      for (uint64_t done = 0; done < p.size;) {
+        const ssize_t r = pread(fd, p.dst + done, p.size - done, static_cast<off_t>(p.offset + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+          read_errno.store(r < 0 ? errno : EIO);  // 0: the file shrank while being read
+          break;
+        }
+        done += static_cast<uint64_t>(r);
+      }
+    }
+  });
+  if (read_errno.load() != 0) return IoError(what + ": read failed: " + std::strerror(read_errno.load()));
+  return true;
+}
+
 }  // namespace
 
+StatusOr<bool> load_model_in_parts(const fs::path& path, onnx::ModelProto* out) {
+  ReadFd f(path);
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (f.fd < 0 || ec) return IoError("model '" + path.string() + "' cannot be read");
+  return load_split(f.fd, static_cast<size_t>(size), out, "model '" + path.string() + "'");
+}
+
 StatusOr<std::shared_ptr<Model>> Model::load(const fs::path& path, const LoadOptions& opts) {
-  // Parsed straight from the file in 1 MiB blocks: the file's bytes are never held whole next to
+  // Regular files holding large weights load in two parts (load_split below). Otherwise the model is
+  // parsed straight from the file in 1 MiB blocks: the file's bytes are never held whole next to
   // the parsed model (for a 1 GB model that is 1 GB less at peak).
   // Pipes and other files of unknown size are read whole first.
   auto m = std::make_shared<Model>();
@@ -217,10 +453,14 @@ StatusOr<std::shared_ptr<Model>> Model::load(const fs::path& path, const LoadOpt
     if (f.fd < 0) return IoError(what + " cannot be opened for reading: " + std::strerror(errno));
     size = static_cast<size_t>(fs::file_size(path, ec));
     if (ec) return IoError(what + " cannot be sized: " + ec.message());
-    google::protobuf::io::FileInputStream raw(f.fd, 1 << 20);
-    Status st = parse_model_stream(&raw, size, &m->proto_, what);
-    if (raw.GetErrno() != 0) return IoError(what + ": read failed: " + std::strerror(raw.GetErrno()));
-    FRUGAL_RETURN_IF_ERROR(st);
+    FRUGAL_ASSIGN_OR_RETURN(const bool split, load_split(f.fd, size, &m->proto_, what));
+    if (!split) {
+      m->proto_.Clear();
+      google::protobuf::io::FileInputStream raw(f.fd, 1 << 20);
+      Status st = parse_model_stream(&raw, size, &m->proto_, what);
+      if (raw.GetErrno() != 0) return IoError(what + ": read failed: " + std::strerror(raw.GetErrno()));
+      FRUGAL_RETURN_IF_ERROR(st);
+    }
   } else {
     FRUGAL_ASSIGN_OR_RETURN(std::string bytes, read_file_bytes(path, "model"));
     size = bytes.size();

@@ -3,6 +3,7 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -415,4 +416,135 @@ TEST_CASE("a model can share its source's initializer bytes: graph, executor and
   src.reset();
   CHECK(&out->resolve(out->proto().graph().initializer(0)) == w_src);
   CHECK(out->initializer(out->proto().graph().initializer(0))->data<float>()[1] == wv[1]);
+}
+
+namespace {
+
+void append_varint(uint64_t v, std::string* out) {
+  for (; v >= 0x80; v >>= 7) out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+  out->push_back(static_cast<char>(v));
+}
+
+void append_len_field(int number, const std::string& body, std::string* out) {
+  append_varint(static_cast<uint64_t>(number) << 3 | 2, out);
+  append_varint(body.size(), out);
+  out->append(body);
+}
+
+std::string filler_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// A float tensor of n values whose raw_data comes first on the wire (protobuf writes it after the
+// name and type): a hand-written field order the loader must keep.
+std::string raw_first_tensor(const std::string& name, size_t n, uint32_t seed) {
+  std::string t;
+  append_len_field(onnx::TensorProto::kRawDataFieldNumber, filler_bytes(n * 4, seed), &t);
+  append_varint(onnx::TensorProto::kDimsFieldNumber << 3, &t);
+  append_varint(n, &t);
+  append_varint(onnx::TensorProto::kDataTypeFieldNumber << 3, &t);
+  append_varint(onnx::TensorProto::FLOAT, &t);
+  append_len_field(onnx::TensorProto::kNameFieldNumber, name, &t);
+  return t;
+}
+
+// A model file: `graph` holds everything but `extra_initializers`, which are appended to the graph as
+// hand-written TensorProto bytes.
+std::string model_file_bytes(onnx::ModelProto m, const std::vector<std::string>& extra_initializers) {
+  std::string graph = m.graph().SerializeAsString();
+  for (const auto& t : extra_initializers) append_len_field(onnx::GraphProto::kInitializerFieldNumber, t, &graph);
+  m.clear_graph();
+  std::string out = m.SerializeAsString();
+  append_len_field(onnx::ModelProto::kGraphFieldNumber, graph, &out);
+  return out;
+}
+
+onnx::ModelProto protobuf_parse(const std::string& bytes) {
+  onnx::ModelProto m;
+  google::protobuf::io::ArrayInputStream raw(bytes.data(), static_cast<int>(bytes.size()));
+  google::protobuf::io::CodedInputStream in(&raw);
+  in.SetTotalBytesLimit(INT_MAX);
+  REQUIRE(m.ParseFromCodedStream(&in));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("the two-part load gives protobuf's own parse of the file", "[model_io]") {
+  TempDir tmp;
+  // A graph whose weights are large (cut out and read into place), small (left to protobuf), typed,
+  // in a subgraph (left to protobuf), with unknown fields at every level and a hand-ordered tensor.
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.add_opset_import()->set_version(17);
+  auto* g = m.mutable_graph();
+  g->set_name("g");
+  auto add_raw = [](onnx::GraphProto* graph, const std::string& name, size_t n, uint32_t seed) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(static_cast<int64_t>(n));
+    t->set_raw_data(filler_bytes(n * 4, seed));
+    return t;
+  };
+  auto* big = add_raw(g, "big", 1 << 19, 1);  // 2 MiB: one piece
+  add_raw(g, "huge", 3 << 20, 2);              // 12 MiB: three pieces
+  add_raw(g, "small", 100, 3);
+  big->GetReflection()->MutableUnknownFields(big)->AddVarint(1000, 42);
+  auto* typed = g->add_initializer();
+  typed->set_name("typed");
+  typed->set_data_type(onnx::TensorProto::INT64);
+  typed->add_dims(3);
+  for (int64_t v : {1, 2, 3}) typed->add_int64_data(v);
+  auto* node = g->add_node();
+  node->set_op_type("If");
+  node->add_input("cond");
+  node->add_output("y");
+  auto* attr = node->add_attribute();
+  attr->set_name("then_branch");
+  attr->set_type(onnx::AttributeProto::GRAPH);
+  add_raw(attr->mutable_g(), "sub", 1 << 17, 4);
+  g->GetReflection()->MutableUnknownFields(g)->AddLengthDelimited(2000, "graph extension");
+  m.GetReflection()->MutableUnknownFields(&m)->AddFixed64(3000, 7);
+
+  SECTION("cut and read back in place") {
+    const std::string bytes = model_file_bytes(m, {raw_first_tensor("first", 70000, 5)});
+    write_bytes(tmp.path / "m.onnx", bytes);
+    onnx::ModelProto split;
+    auto r = load_model_in_parts(tmp.path / "m.onnx", &split);
+    REQUIRE(r.ok());
+    CHECK(*r);
+    const onnx::ModelProto whole = protobuf_parse(bytes);
+    CHECK(deterministic_bytes(split) == deterministic_bytes(whole));
+    CHECK(split.graph().initializer(1).raw_data() == filler_bytes(3 << 22, 2));  // by value, too
+    auto loaded = Model::load(tmp.path / "m.onnx");
+    REQUIRE(loaded.ok());
+    CHECK(deterministic_bytes((*loaded)->proto()) == deterministic_bytes(whole));
+  }
+  SECTION("a tensor with raw_data twice is left to protobuf (the last one wins)") {
+    std::string twice = raw_first_tensor("twice", 70000, 6);
+    append_len_field(onnx::TensorProto::kRawDataFieldNumber, filler_bytes(280000, 7), &twice);
+    const std::string bytes = model_file_bytes(m, {twice});
+    write_bytes(tmp.path / "t.onnx", bytes);
+    onnx::ModelProto split;
+    auto r = load_model_in_parts(tmp.path / "t.onnx", &split);
+    REQUIRE(r.ok());
+    CHECK_FALSE(*r);
+    auto loaded = Model::load(tmp.path / "t.onnx");
+    REQUIRE(loaded.ok());
+    const onnx::ModelProto whole = protobuf_parse(bytes);
+    CHECK(whole.graph().initializer(4).raw_data() == filler_bytes(280000, 7));
+    CHECK(deterministic_bytes((*loaded)->proto()) == deterministic_bytes(whole));
+  }
+  SECTION("a truncated large file fails as before: invalid model, its path named") {
+    const std::string bytes = model_file_bytes(m, {});
+    write_bytes(tmp.path / "cut.onnx", bytes.substr(0, bytes.size() - 1000));
+    auto loaded = Model::load(tmp.path / "cut.onnx");
+    REQUIRE_FALSE(loaded.ok());
+    CHECK(loaded.status().code() == StatusCode::kInvalidModel);
+    CHECK(loaded.status().message().find("cut.onnx") != std::string::npos);
+  }
 }

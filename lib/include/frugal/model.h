@@ -126,6 +126,12 @@ class Model : public std::enable_shared_from_this<Model> {
   uintmax_t file_size_ = 0;
 };
 
+// The two-part load Model::load uses for regular files with large weights (structure parsed by
+// protobuf, initializer payloads read into place on all threads), on its own for tests: true when
+// `path` was loaded that way into `out`, false when the file does not suit it (under 1 MiB, no
+// payload of 64 KiB or more, or wire data it leaves to protobuf: groups, a repeated graph or raw_data).
+StatusOr<bool> load_model_in_parts(const std::filesystem::path& path, onnx::ModelProto* out);
+
 // Parses a model from bytes with protobuf's size limits raised (models up to 2 GB inline).
 Status parse_model_bytes(const void* data, size_t size, onnx::ModelProto* out, const std::string& what);
 
