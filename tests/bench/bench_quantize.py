@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Peer benchmark: frugal vs onnxruntime.quantization.quantize_static (QDQ, per-channel).
 
-Same model, same calibration samples, one run. For each calibration method (MinMax, Percentile,
-Entropy) both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child)
-are measured the same way; both quantized models are then run in onnxruntime on held-out samples and
+Same model, same calibration samples. For each calibration method (MinMax, Percentile, Entropy)
+both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child) are
+measured the same way; both quantized models are then run in onnxruntime on held-out samples and
 compared with the float model (cosine, top-1 agreement). Prints one table and the frugal/ORT ratios.
+With --repeat N each tool runs N times, the two tools taking turns (frugal, onnxruntime, frugal, ...),
+and the table shows the median of each tool's runs, every run's time listed after it: on a machine
+whose speed drifts, a single pair of runs can land one tool in a slow phase and the other in a fast one.
 
   .venv/bin/python tests/bench/bench_quantize.py --model tests/models/digits_cnn.onnx \
       --calib tests/models/data/digits_cnn_calib.npz --heldout tests/models/data/digits_cnn_heldout.npz
@@ -123,6 +126,7 @@ def main():
     ap.add_argument("--ort-mem-cap", type=float, default=0.0,
                     help="cap onnxruntime's address space at this many GB (0: none); a capped failure is reported")
     ap.add_argument("--skip-ort", action="store_true", help="frugal only (e.g. sample counts onnxruntime cannot hold)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per tool, taking turns; the table shows medians")
     a = ap.parse_args()
     dims = dict((kv.split("=")[0], int(kv.split("=")[1])) for kv in a.dims.split(",") if kv)
     tmp = Path(tempfile.mkdtemp(prefix="bench_quantize_"))
@@ -156,20 +160,27 @@ def main():
         if dims:
             for k, v in dims.items():
                 fcmd += ["--dims", f"{k}={v}"]
-        res["frugal"] = run_child(fcmd)
-        tools = [("frugal", fq)]
-        if not a.skip_ort:
-            try:
-                res["ort"] = run_child([sys.executable, "-c", ORT_CHILD, a.model, str(calib), str(oq), method],
-                                       a.ort_mem_cap)
-                tools.append(("ort", oq))
-            except ChildFailed as e:
-                print(f"{method:<11} ort     FAILED ({'cap ' + str(a.ort_mem_cap) + ' GB, ' if a.ort_mem_cap else ''}{e})")
+        ort_cmd = [sys.executable, "-c", ORT_CHILD, a.model, str(calib), str(oq), method]
+        runs = {"frugal": [], "ort": []}
+        ort_ok = not a.skip_ort
+        for _ in range(max(1, a.repeat)):
+            runs["frugal"].append(run_child(fcmd))
+            if ort_ok:
+                try:
+                    runs["ort"].append(run_child(ort_cmd, a.ort_mem_cap))
+                except ChildFailed as e:
+                    ort_ok = False
+                    runs["ort"] = []
+                    print(f"{method:<11} ort     FAILED ({'cap ' + str(a.ort_mem_cap) + ' GB, ' if a.ort_mem_cap else ''}{e})")
+        tools = [(t, p) for t, p in (("frugal", fq), ("ort", oq)) if runs[t]]
+        for tool, _ in tools:
+            res[tool] = (float(np.median([w for w, _ in runs[tool]])), float(np.median([m for _, m in runs[tool]])))
         for tool, path in tools:
             c, t = quality(a.model, path, samples)
             res[tool] = res[tool] + (c, t)
             w, m, c, t = res[tool]
-            print(f"{method:<11} {tool:<7} {w:8.2f} {m:9.1f} {c:9.6f} {t:9.4f}", flush=True)
+            every = "" if len(runs[tool]) < 2 else "   runs: " + " ".join(f"{x:.2f}" for x, _ in runs[tool])
+            print(f"{method:<11} {tool:<7} {w:8.2f} {m:9.1f} {c:9.6f} {t:9.4f}{every}", flush=True)
         if "ort" in res:
             print(f"{method:<11} ratio   ORT/frugal time {res['ort'][0] / res['frugal'][0]:.2f}x, "
                   f"ORT/frugal peak RSS {res['ort'][1] / res['frugal'][1]:.2f}x", flush=True)
