@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "frugal/dataset.h"
 #include "frugal/parallel.h"
@@ -457,14 +458,27 @@ StatusOr<NamedTensors> Executor::run(const NamedTensors& inputs, Observer* obser
 
 StatusOr<NamedTensors> Executor::run_with_extra(const NamedTensors& inputs, const std::vector<std::string>& extra,
                                                 Observer* observer) {
+  return run_impl(inputs, extra, observer, true);
+}
+
+Status Executor::observe(const NamedTensors& inputs, Observer& observer) {
+  return run_impl(inputs, {}, &observer, observer.watched() == nullptr).status();
+}
+
+// `outputs` false (an observer naming its tensors): the steps no watched tensor depends on are
+// skipped, and nothing is returned.
+StatusOr<NamedTensors> Executor::run_impl(const NamedTensors& inputs, const std::vector<std::string>& extra,
+                                          Observer* observer, bool outputs) {
   FRUGAL_RETURN_IF_ERROR(validate_inputs(inputs));
   if (opts_.threads > 0 && opts_.threads != num_threads()) set_num_threads(opts_.threads);
 
   std::unordered_map<std::string, Tensor> live;
   live.reserve(graph_.nodes().size() * 2);
   std::set<std::string> keep;
-  for (const auto& o : graph_.outputs()) keep.insert(o.name);
-  for (const auto& e : extra) keep.insert(e);
+  if (outputs) {
+    for (const auto& o : graph_.outputs()) keep.insert(o.name);
+    for (const auto& e : extra) keep.insert(e);
+  }
   for (const auto& kv : inputs) live[kv.first] = kv.second;
   if (observer) FRUGAL_RETURN_IF_ERROR(observer->on_inputs(inputs));
 
@@ -488,10 +502,18 @@ StatusOr<NamedTensors> Executor::run_with_extra(const NamedTensors& inputs, cons
     }
     return nullptr;
   };
+  // Last readers among the steps that run, when some are skipped (below).
+  std::unordered_map<std::string, size_t> run_last_use;
+  bool skipping = false;
   auto is_read_later = [&](const std::string& name) {
+    if (skipping) return run_last_use.count(name) != 0;
     return plan ? plan->last_use.count(name) != 0 : last_use_.count(name) != 0;
   };
   auto last_reader_is = [&](const std::string& name, size_t pos) {
+    if (skipping) {
+      auto lu = run_last_use.find(name);
+      return lu != run_last_use.end() && lu->second == pos;
+    }
     if (plan) {
       auto lu = plan->last_use.find(name);
       return lu != plan->last_use.end() && lu->second == pos;
@@ -503,10 +525,35 @@ StatusOr<NamedTensors> Executor::run_with_extra(const NamedTensors& inputs, cons
 
   const auto& order = graph_.topo_order();
   const size_t steps = plan ? plan->steps.size() : order.size();
+  auto step_node = [&](size_t pos) -> const NodeDef& {
+    return plan ? plan->steps[pos].node : graph_.nodes()[order[pos]];
+  };
+  // Without outputs: walking back from the last step, a step runs when it makes a watched tensor or
+  // an input of a step that runs.
+  std::vector<bool> skip;
+  if (!outputs && watched) {
+    skip.assign(steps, true);
+    std::unordered_set<std::string> wanted(watched->begin(), watched->end());
+    for (size_t pos = steps; pos-- > 0;) {
+      const NodeDef& node = step_node(pos);
+      bool runs = false;
+      for (const auto& o : node.outputs) runs = runs || (!o.empty() && wanted.count(o));
+      if (!runs) continue;
+      skip[pos] = false;
+      for (const auto& in : node.inputs)
+        if (!in.empty()) wanted.insert(in);
+    }
+    skipping = true;
+    for (size_t pos = 0; pos < steps; ++pos)
+      if (!skip[pos])
+        for (const auto& in : step_node(pos).inputs)
+          if (!in.empty()) run_last_use[in] = pos;
+  }
   std::vector<const Tensor*> in_ptrs;
   for (size_t pos = 0; pos < steps; ++pos) {
+    if (!skip.empty() && skip[pos]) continue;
     const size_t ni = plan ? plan->steps[pos].node_index : order[pos];
-    const NodeDef& node = plan ? plan->steps[pos].node : graph_.nodes()[ni];
+    const NodeDef& node = step_node(pos);
     Kernel* kernel = plan ? plan->steps[pos].kernel.get() : kernels_[ni].get();
     in_ptrs.assign(node.inputs.size(), nullptr);
     for (size_t k = 0; k < node.inputs.size(); ++k) {
@@ -551,6 +598,7 @@ StatusOr<NamedTensors> Executor::run_with_extra(const NamedTensors& inputs, cons
   }
 
   NamedTensors result;
+  if (!outputs) return result;
   for (const auto& o : graph_.outputs()) {
     const Tensor* t = lookup(o.name);
     if (!t) return Internal("graph output '" + o.name + "' was not computed");

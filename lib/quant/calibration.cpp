@@ -247,9 +247,9 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
       return data.get(i);
     }();
     if (!inputs.ok()) return inputs.status().with_context("calibration, sample " + std::to_string(i));
-    auto r = e.run(*inputs, o);
-    if (!r.ok()) return r.status().with_context("calibration, sample " + std::to_string(i));
-    return OkStatus();
+    // Only what the observer reads is run (the layers after the last observed tensor are not).
+    Status st = e.observe(*inputs, *o);
+    return st.ok() ? st : st.with_context("calibration, sample " + std::to_string(i));
   };
   // With two or more samples and threads, every sample runs on one thread: the rest side by side in
   // lanes, the first alone (with a first-run observer it runs unfused). A product split across

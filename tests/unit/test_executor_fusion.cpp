@@ -339,3 +339,43 @@ TEST_CASE("an observer that names its tensors keeps fusion around them and sees 
     CHECK(values(*b) == values(*c));
   }
 }
+
+TEST_CASE("observe runs only the nodes the watched tensors depend on", "[executor][fusion]") {
+  auto model = parse_model(kMatMulGelu, gelu_inits());
+  NamedTensors in = gelu_input();
+  const GeluReference ref = gelu_reference();
+  auto ex = Executor::create(model);
+  REQUIRE(ex.ok());
+
+  SECTION("watching the bias Add output: the MatMul+Add step alone runs (no GELU, no Relu)") {
+    WatchingObserver obs({"h"});
+    REQUIRE((*ex)->observe(in, obs).ok());
+    CHECK(obs.events == 1);
+    REQUIRE(obs.seen["h"].size() == 1);
+    for (size_t i = 0; i < 6; ++i) CHECK(obs.seen["h"][0][i] == Approx(ref.h[i]).margin(1e-5));
+  }
+  SECTION("watching the GELU output: the fused step runs, the Relu after it does not") {
+    WatchingObserver obs({"g1"});
+    REQUIRE((*ex)->observe(in, obs).ok());
+    CHECK(obs.events == 1);
+    REQUIRE(obs.seen["g1"].size() == 1);
+    for (size_t i = 0; i < 6; ++i) CHECK(obs.seen["g1"][0][i] == Approx(ref.gelu[i]).margin(1e-5));
+  }
+  SECTION("unfused, watching the Erf output: MatMul, Add, Mul and Erf run, the four nodes after them do not") {
+    ExecOptions unfused_opts;
+    unfused_opts.fuse = false;
+    auto plain = Executor::create(model, unfused_opts);
+    REQUIRE(plain.ok());
+    WatchingObserver obs({"e"});
+    REQUIRE((*plain)->observe(in, obs).ok());
+    CHECK(obs.events == 4);
+    REQUIRE(obs.seen["e"].size() == 1);
+    for (size_t i = 0; i < 6; ++i)
+      CHECK(obs.seen["e"][0][i] == Approx(std::erf(ref.h[i] / std::sqrt(2.0))).margin(1e-5));
+  }
+  SECTION("an observer that names nothing sees the whole run") {
+    CountingObserver all;
+    REQUIRE((*ex)->observe(in, all).ok());
+    CHECK(all.nodes == 8);
+  }
+}

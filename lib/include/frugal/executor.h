@@ -81,6 +81,11 @@ class Executor {
   // Like run() but also returns the listed intermediate tensors (kept alive until the end).
   StatusOr<NamedTensors> run_with_extra(const NamedTensors& inputs, const std::vector<std::string>& extra,
                                         Observer* observer = nullptr);
+  // A run for what `observer` reads, nothing else: with an observer that names its tensors
+  // (Observer::watched), only the nodes those tensors depend on execute and no graph output is made
+  // (calibration's ranges need none of the layers after the last quantized input). An observer that
+  // names nothing sees a whole run.
+  Status observe(const NamedTensors& inputs, Observer& observer);
 
   // Another executor of the same model, to run beside this one on another thread: its own kernels and
   // activations, this one's weights, and this one's folded weights (BatchNormalization into Conv) for
@@ -108,6 +113,8 @@ class Executor {
   // built on first use; null when fusion is off or nothing fuses for that set. One plan is kept:
   // BatchNormalization folding copies Conv weights, so plans are not accumulated.
   const ExecPlan* fused_plan(const std::set<std::string>& visible);
+  StatusOr<NamedTensors> run_impl(const NamedTensors& inputs, const std::vector<std::string>& extra,
+                                  Observer* observer, bool outputs);
   std::shared_ptr<ExecPlan> fused_;
   std::shared_ptr<const ExecPlan> donor_;  // a sibling's plan whose folded weights this one borrows
   Status make_kernels();
