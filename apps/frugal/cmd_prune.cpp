@@ -177,7 +177,7 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
     std::cout << "file size: " << fmt_bytes(double(size_before)) << " -> " << fmt_bytes(double(size_after));
     if (!r.sparse_initializers.empty()) std::cout << " (" << r.sparse_initializers.size() << " sparse initializer(s))";
     else if (p.pattern != PrunePattern::kChannels) std::cout << " (dense storage: zeros take space; see --sparse-storage)";
-    std::cout << "\n" << fid_text;
+    std::cout << "\n" << fid_text << energy_section_text(rep["energy"]);
     std::cout << "wrote " << o->output << "\n";
     if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, rep));
     return OkStatus();

@@ -79,6 +79,7 @@ Command add_quantize_command(CLI::App& root, const GlobalOptions& g) {
     job.fidelity_samples = o->fidelity_samples;
     job.measure_fidelity = !o->no_fidelity;
     job.hash_model = !g.report.empty();  // only the JSON report shows the model's hash
+    job.estimate_energy = !g.report.empty() || !g.quiet;  // the report and the table show the estimate
     if (!o->max_drop.empty()) {
       FRUGAL_ASSIGN_OR_RETURN(MaxDrop md, parse_max_drop(o->max_drop));
       job.max_drop = md;

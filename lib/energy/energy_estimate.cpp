@@ -347,4 +347,20 @@ StatusOr<Json> energy_section(const ModelCost& original, const ModelCost& compre
   return j;
 }
 
+std::string energy_section_text(const Json& section) {
+  if (section.contains("error")) return "energy estimate: " + section["error"].get<std::string>() + "\n";
+  const Json& a = section["models"][0]["estimate"];
+  const Json& b = section["models"][1]["estimate"];
+  const Json& c = section["comparison"];
+  auto joules = [](const Json& e, const char* model) { return fmt_joules(e[model]["energy_j"].get<double>()); };
+  std::string out = "energy per inference (estimate, " + section["device"]["name"].get<std::string>() +
+                    "): roofline x TDP " + joules(a, "roofline") + " -> " + joules(b, "roofline") + " (x" +
+                    fmt_fixed(c["energy_roofline"].get<double>(), 3) + "), per-op " + joules(a, "per_op") + " -> " +
+                    joules(b, "per_op") + " (x" + fmt_fixed(c["energy_per_op"].get<double>(), 3) + ")\n";
+  out += "carbon per 1M inferences, per-op (region " + section["assumptions"]["region"].get<std::string>() + "): " +
+         fmt_grams(a["carbon"]["g_per_inference_per_op"].get<double>() * 1e6) + " -> " +
+         fmt_grams(b["carbon"]["g_per_inference_per_op"].get<double>() * 1e6) + "\n";
+  return out;
+}
+
 }  // namespace frugal

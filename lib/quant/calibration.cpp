@@ -226,6 +226,11 @@ class BothObservers : public Observer {
   Observer& b_;
 };
 
+class NoObserver : public Observer {
+ public:
+  Status on_node(const NodeEvent&) override { return OkStatus(); }
+};
+
 }  // namespace
 
 StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset& data, const CalibOptions& opts,
@@ -252,7 +257,7 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
     return st.ok() ? st : st.with_context("calibration, sample " + std::to_string(i));
   };
   // With two or more samples and threads, every sample runs on one thread: the rest side by side in
-  // lanes, the first alone (with a first-run observer it runs unfused). A product split across
+  // lanes, the first alone (unfused, see below). A product split across
   // threads may block its sums differently, and the table must not depend on the thread count. (CPU
   // only: a GPU backend runs one sample at a time on its device.)
   const bool per_thread = opts.parallel_samples && opts.exec.backend == Backend::kCpu && !parallel_region_active() &&
@@ -261,18 +266,18 @@ StatusOr<CalibrationTable> calibrate(std::shared_ptr<const Model> model, Dataset
   std::optional<SerialRegion> serial;
   if (per_thread) serial.emplace();
   {
-    std::optional<BothObservers> both;
-    Observer* o = &obs;
-    if (opts.first_run_observer) o = &both.emplace(obs, *opts.first_run_observer);
-    FRUGAL_RETURN_IF_ERROR(run_sample(*exec, 0, o));
+    // The first sample always runs unfused and whole: a first-run observer (the energy estimate's
+    // cost recorder) needs every node, and the table must not depend on whether one was given
+    // (BatchNormalization folded into a Conv rounds differently from the two nodes run apart).
+    NoObserver none;
+    BothObservers both(obs, opts.first_run_observer ? *opts.first_run_observer : none);
+    FRUGAL_RETURN_IF_ERROR(run_sample(*exec, 0, &both));
     // The unfused first run freed more (and other-sized) blocks than a fused run holds; hand them
     // back before the fused plan (BatchNormalization-folded weight copies) is built beside them.
-    if (both) {
-      release_recycled_tensor_memory();
+    release_recycled_tensor_memory();
 #if defined(__GLIBC__)
-      malloc_trim(0);
+    malloc_trim(0);
 #endif
-    }
   }
   if (lanes < 2) {
     for (size_t i = 1; i < n; ++i) FRUGAL_RETURN_IF_ERROR(run_sample(*exec, i, &obs));

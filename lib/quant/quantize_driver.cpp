@@ -198,8 +198,10 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
       FRUGAL_ASSIGN_OR_RETURN(co.tensors, static_quantization_tensors(*model, job.quant));
     }
     // The energy estimate needs one full run of the float model: calibration's first sample is it.
-    cost_recorder = std::make_unique<CostRecorder>(*model, graph);
-    co.first_run_observer = cost_recorder.get();
+    if (job.estimate_energy) {
+      cost_recorder = std::make_unique<CostRecorder>(*model, graph);
+      co.first_run_observer = cost_recorder.get();
+    }
     co.fingerprint_data = hash;  // shown in the report only
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
     mark("calibrate");
@@ -396,7 +398,9 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   }
   // Energy: original vs quantized, estimated on the default profile of lib/energy (integrator: wire
   // --device-profile/--region through here when the CLI grows them).
-  {
+  if (!job.estimate_energy) {
+    rep["energy"] = nullptr;
+  } else {
     const EnergyOptions eopts;
     // The float model's cost comes from calibration's first run when that ran at the shapes the
     // estimate uses; the quantized copy is sized from it, or run once when it has outputs the float
@@ -447,6 +451,7 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   if (job.max_drop)
     text << "max-drop " << job.max_drop->describe() << ": " << (gate.ok() ? "met" : "NOT met") << " with "
          << kept_float.size() << " layer(s) kept in float\n";
+  if (job.estimate_energy) text << energy_section_text(rep["energy"]);
   for (const auto& n : notes) text << "note: " << n << "\n";
 
   QuantizeRunResult out;

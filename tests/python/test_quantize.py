@@ -5,6 +5,7 @@ with the float model (also run in onnxruntime) on held-out data. Accuracy uses t
 """
 import hashlib
 import json
+import re
 
 import numpy as np
 import onnx
@@ -240,6 +241,14 @@ def test_quantize_folded_batchnorm_same_model_on_any_thread_count(frugal_bin, tm
                        tmp_path / "calib.npz", "--method", "minmax", "--sqnr-samples", "0", "--no-fidelity"],
                       expect_rc=0, bin_path=frugal_bin)
     assert outs[1].read_bytes() == outs[2].read_bytes() == outs[3].read_bytes()
+    # The same model with the energy estimate made (its cost recorder sees calibration's first run;
+    # without a report nothing is estimated): the first sample runs unfused either way, so the folded
+    # BatchNormalization's rounding cannot make the two tables differ.
+    with_report = tmp_path / "qr.onnx"
+    tl.frugal_quantize(model, with_report, "--data", tmp_path / "calib.npz", "--method", "minmax", "--sqnr-samples",
+                       "0", "--no-fidelity", report=tmp_path / "r.json", bin_path=frugal_bin)
+    assert json.loads((tmp_path / "r.json").read_text())["energy"]["models"][0]["totals"]["macs"] > 0
+    assert with_report.read_bytes() == outs[2].read_bytes()
     m = _check_qdq_model(outs[2])
     # Every quantized activation's scale and zero point against its min/max as onnxruntime computes
     # them on the float model (uint8 asymmetric over [min(lo, 0), max(hi, 0)]).
@@ -666,6 +675,27 @@ def test_quantize_calibrates_only_the_tensors_it_reads(frugal_bin, tmp_path):
         assert 0 < observed < len(full) / 2, (observed, len(full))
     samples = tl.load_npz_samples(data)
     tl.assert_cosine_per_output(tl.ort_run_many(model, samples), tl.ort_run_many(b, samples), 0.99)
+
+
+def test_energy_lines_in_the_table_are_the_reports(frugal_bin, tmp_path):
+    # The people's table shows the report's energy estimate (per inference, original -> quantized);
+    # -q without --report shows neither, and the model written is the same.
+    model, calib = tl.MODELS_DIR / "digits_cnn.onnx", tl.MODELS_DATA / "digits_cnn_calib.npz"
+    out, quiet, rep = tmp_path / "q.onnx", tmp_path / "quiet.onnx", tmp_path / "r.json"
+    proc = tl.frugal_quantize(model, out, "--data", calib, "--method", "minmax", "--sqnr-samples", "0",
+                              "--no-fidelity", report=rep, bin_path=frugal_bin)
+    e = json.loads(rep.read_text())["energy"]
+    a, b = e["models"][0]["estimate"], e["models"][1]["estimate"]
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("energy per inference"))
+    uj = [float(v) for v in re.findall(r"([0-9.]+) uJ", line)]
+    assert uj == [round(a["roofline"]["energy_j"] * 1e6, 3), round(b["roofline"]["energy_j"] * 1e6, 3),
+                  round(a["per_op"]["energy_j"] * 1e6, 3), round(b["per_op"]["energy_j"] * 1e6, 3)], line
+    assert f"(x{e['comparison']['energy_per_op']:.3f})" in line
+    assert b["per_op"]["energy_j"] < a["per_op"]["energy_j"]  # int8 MACs and weights cost less
+    q = tl.run_frugal(["-q", "quantize", model, "-o", quiet, "--data", calib, "--method", "minmax",
+                       "--sqnr-samples", "0", "--no-fidelity"], expect_rc=0, bin_path=frugal_bin)
+    assert q.stdout == ""
+    assert quiet.read_bytes() == out.read_bytes()
 
 
 @pytest.mark.parametrize("which", ["digits_cnn", "mnist8"])

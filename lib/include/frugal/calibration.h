@@ -125,7 +125,7 @@ struct CalibOptions {
   // Tensors to observe; empty: every float tensor produced by a node plus the float graph inputs.
   std::vector<std::string> tensors;
   ExecOptions exec;
-  // Also sees the first sample's run (which then sees every node, unfused): a caller that needs one
+  // Also sees the first sample's run (which always runs every node, unfused): a caller that needs one
   // full run of the model anyway (the energy estimate's shapes) gets it from calibration. Not owned.
   Observer* first_run_observer = nullptr;
   // With two or more threads and samples, run every sample on one thread: the first alone, the rest

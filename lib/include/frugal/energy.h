@@ -216,6 +216,8 @@ std::string energy_report_html(const ModelCost& model, const EnergyEstimate& est
 StatusOr<Json> energy_section(const Model& original, const Model& compressed, const EnergyOptions& opts);
 // The same from costs the caller already has (CostRecorder, model_cost_derived).
 StatusOr<Json> energy_section(const ModelCost& original, const ModelCost& compressed, const EnergyOptions& opts);
+// Two lines for the human table of those commands, from an energy_section() object (or its error).
+std::string energy_section_text(const Json& section);
 
 // ---- Measured energy ---------------------------------------------------------------------------
 

@@ -130,6 +130,10 @@ struct QuantizeJob {
   // about 0.6 s of CPU), unless a --table has to be checked against it. The CLI hashes only when the
   // JSON report is written.
   bool hash_model = true;
+  // false: no energy estimate (the report's energy is null, the table has no energy line), and
+  // calibration's first sample runs like the others instead of unfused with a cost recorder. The CLI
+  // estimates only when the report or the table is shown.
+  bool estimate_energy = true;
   DatasetOptions data_opts;
 };
 
