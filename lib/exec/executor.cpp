@@ -529,9 +529,10 @@ StatusOr<NamedTensors> Executor::run_impl(const NamedTensors& inputs, const std:
     return plan ? plan->steps[pos].node : graph_.nodes()[order[pos]];
   };
   // Without outputs: walking back from the last step, a step runs when it makes a watched tensor or
-  // an input of a step that runs.
+  // an input of a step that runs. (Subgraphs read outer values their node does not list: a graph
+  // with any runs whole.)
   std::vector<bool> skip;
-  if (!outputs && watched) {
+  if (!outputs && watched && graph_.nodes_with_subgraphs().empty()) {
     skip.assign(steps, true);
     std::unordered_set<std::string> wanted(watched->begin(), watched->end());
     for (size_t pos = steps; pos-- > 0;) {
