@@ -162,13 +162,17 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
       else rep["fidelity"] = {{"error", fj.status().message()}}, fid_text = "fidelity: " + fj.status().message() + "\n";
     }
     // Energy: original vs pruned on lib/energy's default profile (integrator: wire --device-profile /
-    // --region here when the CLI grows them).
-    {
+    // --region here when the CLI grows them). Made where it is shown: the report, or the table
+    // (which -q leaves out, as every command's table).
+    const bool table = !g.quiet;
+    if (table || !g.report.empty()) {
       auto e = energy_section(*model, *r.dense_model, EnergyOptions{});
       if (e.ok()) rep["energy"] = std::move(e).value();
       else rep["energy"] = {{"error", e.status().message()}};
     }
 
+    if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, rep));
+    if (!table) return OkStatus();
     std::cout << prune_report_table(r);
     const Json& t = rep["totals"];
     std::cout << "total params " << fmt_count(t["params_before"].get<double>()) << " -> non-zero "
@@ -179,7 +183,6 @@ Command add_prune_command(CLI::App& root, const GlobalOptions& g) {
     else if (p.pattern != PrunePattern::kChannels) std::cout << " (dense storage: zeros take space; see --sparse-storage)";
     std::cout << "\n" << fid_text << energy_section_text(rep["energy"]);
     std::cout << "wrote " << o->output << "\n";
-    if (!g.report.empty()) FRUGAL_RETURN_IF_ERROR(write_json(g.report, rep));
     return OkStatus();
   };
   return c;

@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   bool show_version = false;
   app.add_flag("--version", show_version, "Print the version, whether CUDA is built in, and visible GPUs");
   app.add_flag("-v,--verbose", g.verbose, "More detail on stderr (repeatable)");
-  app.add_flag("-q,--quiet", g.quiet, "No progress or informational messages (results still go to stdout)");
+  app.add_flag("-q,--quiet", g.quiet, "No tables, progress or informational messages (--json output, reports and errors still appear)");
   app.add_option("--threads", g.threads, "CPU threads (0: all cores)")->check(CLI::NonNegativeNumber);
   app.add_option("--report", g.report, "Write the command's JSON report to FILE");
 

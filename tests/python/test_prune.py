@@ -361,3 +361,23 @@ def test_channels_multiple_keeps_counts_rounded(frugal_bin, tmp_path):
         assert after[w][0] % 8 == 0, (w, after[w])
         assert after[w][0] >= before[w][0] * 0.7 - 1e-9  # never more removed than asked
     check_and_compare(src, out, heldout("cnn")[:20])
+
+
+def test_quiet_prints_no_table_and_the_table_shows_the_reports_energy(frugal_bin, tmp_path):
+    # Without -q the table ends with the report's energy estimate; -q prints nothing (as every
+    # command's table), the report is still written in full, and the model is the same either way.
+    src = MODELS / "digits_cnn.onnx"
+    loud, quiet, bare = tmp_path / "a.onnx", tmp_path / "b.onnx", tmp_path / "c.onnx"
+    r1, r2 = tmp_path / "a.json", tmp_path / "b.json"
+    p = tl.run_frugal(["--report", r1, "prune", src, "-o", loud, "--pattern", "2:4"], expect_rc=0)
+    e = json.loads(r1.read_text())["energy"]
+    line = next(l for l in p.stdout.splitlines() if l.startswith("energy per inference"))
+    assert f"(x{e['comparison']['energy_per_op']:.3f})" in line, line
+    assert any(l.startswith("carbon per 1M inferences") for l in p.stdout.splitlines())
+    q = tl.run_frugal(["-q", "--report", r2, "prune", src, "-o", quiet, "--pattern", "2:4"], expect_rc=0)
+    assert q.stdout == ""
+    rq = json.loads(r2.read_text())
+    assert rq["energy"]["models"][1]["totals"] == e["models"][1]["totals"]
+    b = tl.run_frugal(["-q", "prune", src, "-o", bare, "--pattern", "2:4"], expect_rc=0)
+    assert b.stdout == ""
+    assert loud.read_bytes() == quiet.read_bytes() == bare.read_bytes()
