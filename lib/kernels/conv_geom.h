@@ -13,11 +13,18 @@
 #include "frugal/parallel.h"
 
 // The library is built for baseline x86-64; hot per-plane loops are cloned for AVX2 and AVX-512 and
-// the loader picks the widest the CPU has (GCC function multiversioning via ifunc).
+// the loader picks the widest the CPU has (GCC function multiversioning via ifunc). The templates a
+// clone calls must be FRUGAL_INLINE (lambdas in them too): GCC does not always inline an `inline`
+// template into a clone, and a call that is not inlined runs the baseline (SSE2) build of the loop.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
 #define FRUGAL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define FRUGAL_CLONES
+#endif
+#if defined(__GNUC__)
+#define FRUGAL_INLINE __attribute__((always_inline)) inline
+#else
+#define FRUGAL_INLINE inline
 #endif
 
 namespace frugal::kernels {

@@ -183,3 +183,77 @@ TEST_CASE("Global pools and LpPool", "[pool]") {
     REQUIRE(gb.data<float>()[c] == Approx(s / 49).margin(1e-6));
   }
 }
+
+// MaxPool without Indices and AveragePool take the per-plane path (whole-plane windows reduced as
+// one run, 2-D windows combined row-wise first, then the column taps): checked against the plain
+// window loop on geometries that reach each branch, with NaNs in the input for MaxPool (skipped, as
+// the tap loop does).
+TEST_CASE("MaxPool and AveragePool single-output path against a plain loop", "[pool]") {
+  struct G {
+    int64_t H, W, kh, kw, s, d, pt, pl, pb, pr;
+    int ceil;
+  };
+  const G cases[] = {
+      {7, 7, 7, 7, 1, 1, 0, 0, 0, 0, 0},      // whole plane: one run
+      {7, 7, 7, 7, 1, 1, 1, 0, 0, 0, 0},      // whole rows, one padded row
+      {6, 5, 6, 7, 1, 1, 0, 1, 0, 1, 0},      // one output, padded columns
+      {112, 112, 3, 3, 2, 1, 1, 1, 1, 1, 0},  // resnet stem max pool
+      {9, 13, 3, 3, 1, 1, 1, 1, 1, 1, 0},     // same padding, stride 1
+      {9, 13, 3, 2, 3, 1, 0, 1, 2, 0, 1},     // stride 3, asymmetric pads, ceil
+      {11, 10, 3, 3, 2, 2, 2, 1, 1, 2, 0},    // dilation 2
+      {5, 40, 1, 4, 1, 1, 0, 0, 0, 0, 0},     // one window row
+      {4, 9, 4, 9, 1, 1, 0, 0, 0, 0, 0},      // whole plane, not square
+  };
+  uint32_t seed = 900;
+  for (const G& c : cases)
+    for (const char* op : {"MaxPool", "AveragePool"})
+      for (int include = 0; include < 2; ++include) {
+        const bool is_max = std::string(op) == "MaxPool";
+        if (is_max && include) continue;
+        const int64_t planes = 3;
+        auto x = rand_floats(static_cast<size_t>(planes * c.H * c.W), seed++);
+        if (is_max)
+          for (size_t i = 5; i < x.size(); i += 37) x[i] = std::numeric_limits<float>::quiet_NaN();
+        NodeDef n = pl_node(op, 19);
+        set_ints(n, "kernel_shape", {c.kh, c.kw});
+        set_ints(n, "strides", {c.s, c.s});
+        set_ints(n, "dilations", {c.d, c.d});
+        set_ints(n, "pads", {c.pt, c.pl, c.pb, c.pr});
+        set_int(n, "ceil_mode", c.ceil);
+        if (!is_max) set_int(n, "count_include_pad", include);
+        auto y = pl_run(n, Tensor::from_vector<float>({1, planes, c.H, c.W}, x))[0];
+        auto osize = [&](int64_t in, int64_t k, int64_t pb, int64_t pe) {
+          const int64_t span = in + pb + pe - ((k - 1) * c.d + 1);
+          int64_t o = c.ceil ? (span + c.s - 1) / c.s + 1 : span / c.s + 1;
+          if (c.ceil && (o - 1) * c.s >= in + pb) --o;
+          return o;
+        };
+        const int64_t OH = osize(c.H, c.kh, c.pt, c.pb), OW = osize(c.W, c.kw, c.pl, c.pr);
+        INFO(op << " H=" << c.H << " W=" << c.W << " k=" << c.kh << "x" << c.kw << " s=" << c.s << " d=" << c.d
+                << " include_pad=" << include);
+        REQUIRE(y.shape() == Shape{1, planes, OH, OW});
+        const float* yv = y.data<float>();
+        for (int64_t p = 0; p < planes; ++p)
+          for (int64_t oh = 0; oh < OH; ++oh)
+            for (int64_t ow = 0; ow < OW; ++ow) {
+              double best = -std::numeric_limits<double>::infinity(), sum = 0;
+              int64_t valid = 0, in_padded = 0;
+              for (int64_t a = 0; a < c.kh; ++a)
+                for (int64_t b = 0; b < c.kw; ++b) {
+                  const int64_t ih = oh * c.s - c.pt + a * c.d, iw = ow * c.s - c.pl + b * c.d;
+                  in_padded += ih >= -c.pt && ih < c.H + c.pb && iw >= -c.pl && iw < c.W + c.pr;
+                  if (ih < 0 || ih >= c.H || iw < 0 || iw >= c.W) continue;
+                  const double v = x[static_cast<size_t>((p * c.H + ih) * c.W + iw)];
+                  if (v > best) best = v;  // NaN never compares greater
+                  sum += v;
+                  ++valid;
+                }
+              const double got = yv[(p * OH + oh) * OW + ow];
+              INFO("plane " << p << " out " << oh << "," << ow);
+              if (is_max)
+                REQUIRE(got == best);
+              else
+                REQUIRE(got == Approx(sum / static_cast<double>(include ? in_padded : valid)).margin(1e-6));
+            }
+      }
+}
