@@ -56,7 +56,7 @@ void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane, Activati
 // One output plane of a convolution with a single input channel: taps are applied row by row so the
 // inner loop runs along the output row (vectorised for stride 1).
 template <typename T>
-inline void channelwise_plane(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
+FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
                               T* __restrict yp) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t sw = g.s[2];
@@ -141,7 +141,7 @@ inline Tap2d tap_2d(const Geom& g, int64_t kk) {
 // rows are one contiguous run of the plane, copied at once, after which the pad columns it crossed
 // are zeroed; otherwise row by row (stride 2 as its own loop so that it vectorises).
 template <typename T>
-inline void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst) {
+FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst) {
   const int64_t OH = g.out[1], OW = g.out[2], IW = g.in[2], sw = g.s[2];
   const int64_t hlo = t.hlo, hhi = t.hhi, lo = t.lo, hi = t.hi;
   std::fill(dst, dst + hlo * OW, T(0));
@@ -181,7 +181,7 @@ inline void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t,
 // windows up to 8 x 8 are worked out once per chunk, not per row: with small planes (7 x 7) the
 // integer divisions behind them cost as much as the copies.
 template <typename T>
-inline void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col) {
+FRUGAL_INLINE void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col) {
   constexpr int64_t kMaxTaps = 64;
   const int64_t kvol = g.kvol(), osz = g.out_size(), isz = g.in_size();
   Tap2d taps[kMaxTaps];
@@ -197,6 +197,30 @@ inline void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T*
 
 FRUGAL_CLONES void im2col_rows_2d_f32(const float* x, const Geom& g, int64_t r0, int64_t r1, float* col) {
   im2col_rows_2d<float>(x, g, r0, r1, col);
+}
+
+// Small output planes (the last stage of a CNN: 7 x 7 = 49 positions) waste most of the last vector
+// of every row of C when the product is vectorised along the plane (49 = 3 vectors of 16 and one
+// value); with many output channels it pays to compute y^T instead, vectorised along the channels,
+// and transpose it back.
+inline bool transposed_product_pays(int64_t M, int64_t osz, int64_t K) {
+  return osz < 64 && M >= 128 && K >= 64;
+}
+
+// y [M, osz] = act(ct^T + bias[m]) for ct [osz, M].
+FRUGAL_CLONES void transpose_bias_act(const float* ct, int64_t osz, int64_t M, const float* bias, Activation act,
+                                      float* y) {
+  constexpr int64_t kB = 16;
+  parallel_for((M + kB - 1) / kB, 4, [&](int64_t b0, int64_t b1) {
+    for (int64_t mb = b0 * kB; mb < std::min(M, b1 * kB); mb += kB) {
+      const int64_t me = std::min(M, mb + kB);
+      for (int64_t j = 0; j < osz; ++j) {
+        const float* c = ct + j * M;
+        for (int64_t m = mb; m < me; ++m) y[m * osz + j] = c[m];
+      }
+      for (int64_t m = mb; m < me; ++m) bias_act_run(y + m * osz, osz, bias ? bias[m] : 0.0f, act);
+    }
+  });
 }
 
 // im2col of conv_geom.h with a faster path for windows over at most two dims (no depth).
@@ -228,6 +252,22 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
   const int64_t Kd = Cg * kvol;
   const bool pointwise = g.pointwise();
   T* col = pointwise ? nullptr : scratch_buffer<T>(static_cast<size_t>(Kd * osz));
+  if constexpr (std::is_same_v<T, float>) {
+    if (G == 1 && transposed_product_pays(M, osz, Kd)) {
+      float* ct = scratch_buffer<float>(static_cast<size_t>(osz * M), 2);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* B = x + n * C * isz;
+        if (!pointwise) {
+          im2col_conv(B, C, g, col);
+          B = col;
+        }
+        // y^T [osz, M] = col^T w^T, vectorised along the output channels.
+        gemm(true, true, osz, M, Kd, 1.0f, B, osz, w, Kd, 0.0f, ct, M);
+        transpose_bias_act(ct, osz, M, bias, act, y + n * M * osz);
+      }
+      return;
+    }
+  }
   for (int64_t n = 0; n < N; ++n)
     for (int64_t grp = 0; grp < G; ++grp) {
       const T* xg = x + (n * C + grp * Cg) * isz;

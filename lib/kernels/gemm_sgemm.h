@@ -105,12 +105,8 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
   const float* ar[R];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) ar[r] = kACols ? a + r : a + r * lda;
-  for (int64_t k = 0; k < kc; ++k) {
-    if (k % 2 == 0) {
-      if (pb->n > 0) pb->step();
-    } else if (k % 4 == 1) {
-      if (pa->n > 0) pa->step();
-    }
+  // One k: a row of B against a column of the A panel.
+  auto one_k = [&](int64_t k) __attribute__((always_inline)) {
     VR bv[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v)
@@ -122,7 +118,23 @@ inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const floa
       for (int v = 0; v < NV; ++v) acc[r][v] = Vec::fmadd(av, bv[v], acc[r][v]);
     }
     b += bs;
+  };
+  // Four k per step with the prefetches (two lines of pb, one of pa) issued once per step from
+  // copies held in registers, so the loop carries no branches or memory updates per k.
+  PfStream qa = *pa, qb = *pb;  // (pa and pb are distinct streams)
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    if (qb.n > 0) qb.step();
+    if (qa.n > 0) qa.step();
+    if (qb.n > 0) qb.step();
+    one_k(k);
+    one_k(k + 1);
+    one_k(k + 2);
+    one_k(k + 3);
   }
+  for (; k < kc; ++k) one_k(k);
+  *pa = qa;
+  *pb = qb;
   const VR va = Vec::set1(alpha), vb = Vec::set1(beta);
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
@@ -192,6 +204,25 @@ MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
 // (Splitting a last one-vector panel and the full one before it as 2 + 2 vectors measured slower.)
 inline int64_t panel_w(int64_t nc, int64_t jr) { return nc - jr < NR ? nc - jr : NR; }
 
+// One column panel (w <= NR columns from row jb of B stored [N, K], rows k0.. k0+kc) of pack_b in
+// 16 x 16 blocks transposed in registers, columns past w zero, where the ISA's Vec has transpose16;
+// false (nothing done) otherwise.
+template <class V>
+bool pack_panel_t16(const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t jb0, int64_t w, float* d) {
+  if constexpr (requires(const float* s, float* t) { V::transpose16(s, int64_t{}, 0, 0, t, int64_t{}); }) {
+    static_assert(V::W == 16 && NR % 16 == 0, "transpose16 packs whole 16-float vectors");
+    const int64_t wp = (w + 15) / 16 * 16;
+    for (int64_t jb = 0; jb < wp; jb += 16) {
+      const int rows = static_cast<int>(w - jb < 16 ? w - jb : 16);
+      for (int64_t kb = 0; kb < kc; kb += 16)
+        V::transpose16(B + (jb0 + jb) * ldb + k0 + kb, ldb, rows, static_cast<int>(kc - kb < 16 ? kc - kb : 16),
+                       d + kb * NR + jb, NR);
+    }
+    return true;
+  }
+  return false;
+}
+
 // Packs op(B)[k0:k0+kc, j0:j0+nc] into column panels (see panel_w): panel p holds rows k at
 // dst + p*kc*NR + k*NR, its columns past the panel's width (up to the next multiple of W) zeroed.
 void pack_b(bool tb, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
@@ -223,6 +254,7 @@ void pack_b(bool tb, const float* B, int64_t ldb, int64_t k0, int64_t kc, int64_
     w = panel_w(nc, jr);
     const int64_t wp = (w + W - 1) / W * W;
     float* d = dst + p * kc * NR;
+    if (pack_panel_t16<Vec>(B, ldb, k0, kc, j0 + jr, w, d)) continue;
     // B stored [N, K]: column j of op(B) is row j0 + jr + j of B, read along K.
     for (int64_t j = 0; j < w; ++j) {
       const float* sj = B + (j0 + jr + j) * ldb + k0;

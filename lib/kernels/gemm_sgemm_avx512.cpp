@@ -40,6 +40,33 @@ struct Vec {
     if (k < kc)
       for (int r = 0; r < 8; ++r) d[k * 8 + r] = a[r * lda + k];
   }
+  // d[c * ld + r] = s[r * ls + c] for r < rows, c < cols (both <= 16), rows past `rows` zero: a
+  // 16 x 16 block transposed in registers (pairs of rows interleaved, then pairs of pairs, then the
+  // four 128-bit lanes of each group of four vectors), for packing B stored [N, K].
+  static void transpose16(const float* s, int64_t ls, int rows, int cols, float* d, int64_t ld) {
+    __m512 r[16];
+    const __mmask16 cm = mask(cols);
+    for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, s + i * ls) : _mm512_setzero_ps();
+    __m512 u[16];  // u[4g + i], lane L: column 4L + i of rows 4g..4g+3
+    for (int g = 0; g < 4; ++g) {
+      const __m512 t0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+      const __m512 t2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]),
+                   t3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+      u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+      u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t2)));
+      u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+      u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t1), _mm512_castps_pd(t3)));
+    }
+    for (int i = 0; i < 4; ++i) {
+      const __m512 p0 = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x44), p1 = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xEE);
+      const __m512 p2 = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x44),
+                   p3 = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xEE);
+      const __m512 o[4] = {_mm512_shuffle_f32x4(p0, p2, 0x88), _mm512_shuffle_f32x4(p0, p2, 0xDD),
+                           _mm512_shuffle_f32x4(p1, p3, 0x88), _mm512_shuffle_f32x4(p1, p3, 0xDD)};
+      for (int L = 0; L < 4; ++L)
+        if (4 * L + i < cols) _mm512_storeu_ps(d + (4 * L + i) * ld, o[L]);
+    }
+  }
 };
 constexpr int kMR = 8;
 constexpr int kNV = 3;

@@ -187,6 +187,27 @@ TEST_CASE("Conv with output sizes just past the GEMM tile width", "[conv]") {
   }
 }
 
+// Small output planes with many output channels (osz < 64, M >= 128, K >= 64) are computed as
+// y^T = col^T w^T, vectorised along the channels, then transposed back with the bias and Relu:
+// pointwise and im2col inputs, batch 2, channel counts that are not multiples of 16.
+TEST_CASE("Conv computed transposed on small planes with many channels", "[conv]") {
+  uint32_t seed = 250;
+  const std::vector<ConvCase> cases = {
+      {1, 64, 130, 1, {7, 7}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},   // 49 x 130, pointwise, K 64
+      {2, 16, 144, 1, {7, 7}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},   // K 144, batch 2
+      {1, 72, 129, 1, {5, 9}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},   // 45 positions
+      {1, 32, 136, 1, {13, 13}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}}, // 49, stride 2
+      {1, 100, 200, 1, {1, 63}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}}, // 63 positions
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    for (int variant = 0; variant < 2; ++variant) {
+      INFO("variant " << variant);  // 0: plain, 1: bias + Relu
+      run_conv_case(cases[i], seed++, variant == 1, variant == 1);
+    }
+  }
+}
+
 // The im2col fast path (1-D and 2-D windows): one contiguous copy per tap when output rows are as
 // wide as input rows, else row by row, stride 2 and 3 gathers; dilated, asymmetric and wide pads,
 // kernels wider than the input (whole rows of padding).
