@@ -9,6 +9,7 @@
 // 0) and use the exact int32 GEMM; QLinearConv requantizes per output channel with quant_math.h.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "conv_geom.h"
 #include "families.h"
@@ -53,49 +54,171 @@ void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane, Activati
   });
 }
 
-// One output plane of a convolution with a single input channel: taps are applied row by row so the
-// inner loop runs along the output row (vectorised for stride 1).
+// Adds R window rows x KW column taps of a single-channel convolution to output row yr over the
+// columns [a, b), where every one of those taps is inside its input row (xr[r] + ow * sw + off[i]):
+// one pass with R * KW multiply-adds per output value, vectorised along the row.
+template <typename T, int R, int KW>
+FRUGAL_INLINE void channelwise_pass(T* __restrict yr, const T* const* xr, const T* const* wr, int64_t a, int64_t b,
+                                    int64_t sw, const int64_t* off) {
+  T w[R][KW];
+  const T* x[R][KW];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int i = 0; i < KW; ++i) {
+      w[r][i] = wr[r][i];
+      x[r][i] = xr[r] + off[i];
+    }
+  auto run = [&](auto stride) __attribute__((always_inline)) {
+    for (int64_t ow = a; ow < b; ++ow) {
+      T s = yr[ow];
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+        for (int i = 0; i < KW; ++i) s += w[r][i] * x[r][i][ow * stride];
+      yr[ow] = s;
+    }
+  };
+  if (sw == 1)
+    run(std::integral_constant<int64_t, 1>{});
+  else if (sw == 2)
+    run(std::integral_constant<int64_t, 2>{});
+  else
+    run(sw);
+}
+
+// Stride-1 2-D planes with a K x K window: the input plane is copied with its zero padding into a
+// scratch plane of row width PW, where output (oh, ow) at flat index i = oh * PW + ow reads
+// xpad[i + off[t]] for every tap t; one flat pass over all outputs (the PW - OW columns between rows
+// computed and dropped) then needs no edge cases and no vector remainder per row.
+template <typename T, int K>
+FRUGAL_INLINE void channelwise_padded(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
+                                      T* __restrict yp) {
+  const int64_t OH = g.out[1], OW = g.out[2], IH = g.in[1], IW = g.in[2];
+  const int64_t dh = g.d[1], dw = g.d[2];
+  const int64_t PW = OW + (K - 1) * dw, PH = OH + (K - 1) * dh;
+  T* pad = scratch_buffer<T>(static_cast<size_t>(PH * PW + OH * PW), 1);
+  T* ys = pad + PH * PW;
+  // Input row ih lands at padded row ih + pt, columns from pl; everything else is zero.
+  const int64_t pt = g.pb[1], pl = g.pb[2];
+  for (int64_t r = 0; r < PH; ++r) {
+    T* dr = pad + r * PW;
+    const int64_t ih = r - pt;
+    if (ih < 0 || ih >= IH) {
+      std::fill(dr, dr + PW, T(0));
+      continue;
+    }
+    const int64_t c0 = std::clamp<int64_t>(pl, 0, PW), c1 = std::clamp<int64_t>(pl + IW, c0, PW);
+    std::fill(dr, dr + c0, T(0));
+    std::copy(xp + ih * IW + (c0 - pl), xp + ih * IW + (c1 - pl), dr + c0);
+    std::fill(dr + c1, dr + PW, T(0));
+  }
+  T w[K * K];
+  const T* x[K * K];
+#pragma GCC unroll 64
+  for (int kh = 0; kh < K; ++kh)
+#pragma GCC unroll 8
+    for (int kw = 0; kw < K; ++kw) {
+      w[kh * K + kw] = wm[kh * K + kw];
+      x[kh * K + kw] = pad + kh * dh * PW + kw * dw;
+    }
+  const int64_t n = (OH - 1) * PW + OW;
+  for (int64_t i = 0; i < n; ++i) {
+    T s = bias;
+#pragma GCC unroll 64
+    for (int t = 0; t < K * K; ++t) s += w[t] * x[t][i];
+    ys[i] = s;
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) std::copy(ys + oh * PW, ys + oh * PW + OW, yp + oh * OW);
+}
+
+// One output plane of a convolution with a single input channel. Per output row: over the columns
+// where every column tap is inside the input (all but a few at the edges), the window's valid rows
+// go in one pass (3 x 3 and 5 x 5 with all rows valid) or one pass per row (3, 5 or 7 taps wide);
+// the edge columns, and other window widths, go tap by tap along the row. Stride-1 2-D planes with
+// a 3 x 3, 5 x 5 or 7 x 7 window go through a padded copy instead (channelwise_padded): on small
+// planes (MobileNet's 28 x 28 down to 7 x 7) the per-row edges and vector remainders cost more than
+// the taps.
 template <typename T>
 FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
-                              T* __restrict yp) {
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
+                                     T* __restrict yp) {
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IW = g.in[2];
   const int64_t sw = g.s[2];
+  if (OD == 1 && ID == 1 && g.k[0] == 1 && g.pb[0] == 0 && sw == 1 && g.s[1] == 1 && g.k[1] == g.k[2]) {
+    if (g.k[2] == 3) return channelwise_padded<T, 3>(g, xp, wm, bias, yp);
+    if (g.k[2] == 5) return channelwise_padded<T, 5>(g, xp, wm, bias, yp);
+    if (g.k[2] == 7) return channelwise_padded<T, 7>(g, xp, wm, bias, yp);
+  }
   std::fill(yp, yp + OD * OH * OW, bias);
-  int64_t woff[64], lo[64], hi[64];
-  const int64_t KW = std::min<int64_t>(g.k[2], 64);
+  constexpr int64_t kTaps = 64;
+  int64_t woff[kTaps], lo[kTaps], hi[kTaps];
+  const int64_t KW = std::min<int64_t>(g.k[2], kTaps);
+  int64_t clo = 0, chi = OW;  // columns where every column tap is inside
   for (int64_t kw = 0; kw < KW; ++kw) {
     woff[kw] = kw * g.d[2] - g.pb[2];
     valid_range(woff[kw], sw, IW, OW, lo[kw], hi[kw]);
+    clo = std::max(clo, lo[kw]);
+    chi = std::min(chi, hi[kw]);
   }
-  for (int64_t od = 0; od < OD; ++od)
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      T* yr = yp + (od * OH + oh) * OW;
-      for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-        const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-        if (id < 0 || id >= ID) continue;
-        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-          const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-          if (ih < 0 || ih >= IH) continue;
-          const T* xr = xp + (id * IH + ih) * IW;
-          const T* wr = wm + (kd * g.k[1] + kh) * g.k[2];
-          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-            const T wv = wr[kw];
-            int64_t off = 0, l = 0, h = 0;
-            if (kw < KW) {
-              off = woff[kw], l = lo[kw], h = hi[kw];
-            } else {
-              off = kw * g.d[2] - g.pb[2];
-              valid_range(off, sw, IW, OW, l, h);
-            }
-            if (sw == 1) {
-              for (int64_t ow = l; ow < h; ++ow) yr[ow] += wv * xr[ow + off];
-            } else {
-              for (int64_t ow = l; ow < h; ++ow) yr[ow] += wv * xr[ow * sw + off];
-            }
+  const int64_t k2 = g.k[2];
+  const bool passes = KW == k2 && (k2 == 3 || k2 == 5 || k2 == 7) && chi > clo && g.k[0] * g.k[1] <= kTaps;
+  if (!passes) clo = chi = 0;
+  const T* rows[kTaps];
+  const T* wrows[kTaps];
+  // Output row oh (of depth od), columns [c0, c1): added to what the row holds.
+  auto do_row = [&](int64_t od, int64_t oh, int64_t c0, int64_t c1) __attribute__((always_inline)) {
+    T* yr = yp + (od * OH + oh) * OW;
+    const int64_t plo = std::max(clo, c0), phi = std::min(chi, c1);  // the passes' columns
+    int64_t nr = 0;
+    for_each_window_row(g, od, oh, [&](int64_t wrow, int64_t roff, int64_t, int64_t) __attribute__((always_inline)) {
+      const T* xr = xp + roff;
+      const T* wr = wm + wrow * g.k[2];
+      if (nr < kTaps) rows[nr] = xr, wrows[nr] = wr, ++nr;
+      for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+        int64_t off = 0, l = 0, h = 0;
+        if (kw < KW) {
+          off = woff[kw], l = lo[kw], h = hi[kw];
+        } else {
+          off = kw * g.d[2] - g.pb[2];
+          valid_range(off, sw, IW, OW, l, h);
+        }
+        l = std::max(l, c0);
+        h = std::min(h, c1);
+        const T wv = wr[kw];
+        // The tap over [l, h) minus the passes' columns [plo, phi).
+        auto span = [&](int64_t s0, int64_t s1) __attribute__((always_inline)) {
+          if (sw == 1) {
+            for (int64_t ow = s0; ow < s1; ++ow) yr[ow] += wv * xr[ow + off];
+          } else {
+            for (int64_t ow = s0; ow < s1; ++ow) yr[ow] += wv * xr[ow * sw + off];
           }
+        };
+        if (phi > plo) {
+          span(l, std::min(h, plo));
+          span(std::max(l, phi), h);
+        } else {
+          span(l, h);
         }
       }
+    });
+    if (phi <= plo) return;
+    if (nr == 3 && k2 == 3) {
+      channelwise_pass<T, 3, 3>(yr, rows, wrows, plo, phi, sw, woff);
+    } else if (nr == 5 && k2 == 5) {
+      channelwise_pass<T, 5, 5>(yr, rows, wrows, plo, phi, sw, woff);
+    } else {
+      for (int64_t r = 0; r < nr; ++r) {
+        if (k2 == 3)
+          channelwise_pass<T, 1, 3>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+        else if (k2 == 5)
+          channelwise_pass<T, 1, 5>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+        else
+          channelwise_pass<T, 1, 7>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+      }
     }
+  };
+  for (int64_t od = 0; od < OD; ++od)
+    for (int64_t oh = 0; oh < OH; ++oh) do_row(od, oh, 0, OW);
 }
 
 FRUGAL_CLONES void channelwise_plane_f32(const Geom& g, const float* xp, const float* wm, float bias, float* yp) {

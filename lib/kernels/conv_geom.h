@@ -136,6 +136,22 @@ inline void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, in
   hi = std::clamp<int64_t>(floor_div(in - 1 - off, stride) + 1, lo, out);
 }
 
+// Calls f(window_row, input_row_offset, id, ih) for every row (kd, kh) of the window of output row
+// (od, oh) that lies inside the input: window_row = kd * k[1] + kh, input row (id, ih) starting at
+// x + input_row_offset of its plane. Pass an always_inline lambda (see FRUGAL_INLINE).
+template <typename F>
+FRUGAL_INLINE void for_each_window_row(const Geom& g, int64_t od, int64_t oh, F&& f) {
+  for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+    const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+    if (id < 0 || id >= g.in[0]) continue;
+    for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+      const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+      if (ih < 0 || ih >= g.in[1]) continue;
+      f(kd * g.k[1] + kh, (id * g.in[1] + ih) * g.in[2], id, ih);
+    }
+  }
+}
+
 // Columns of `c_count` channel planes of x (each g.in_size() long) for a GEMM with the weights:
 // row (c, kd, kh, kw), column (od, oh, ow). Out-of-range taps read `pad`.
 template <typename T>

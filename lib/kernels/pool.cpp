@@ -36,20 +36,13 @@ StatusOr<PoolShapes> pool_shapes(const NodeDef& node, const WindowAttrs& a, cons
 // Calls tap(input_offset, id, ih, iw) for every in-range tap of the window at (od, oh, ow).
 template <typename F>
 inline void for_each_tap(const Geom& g, int64_t od, int64_t oh, int64_t ow, F&& tap) {
-  for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-    const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-    if (id < 0 || id >= g.in[0]) continue;
-    for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-      const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-      if (ih < 0 || ih >= g.in[1]) continue;
-      const int64_t row = (id * g.in[1] + ih) * g.in[2];
-      for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-        const int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
-        if (iw < 0 || iw >= g.in[2]) continue;
-        tap(row + iw, id, ih, iw);
-      }
+  for_each_window_row(g, od, oh, [&](int64_t, int64_t row, int64_t id, int64_t ih) {
+    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+      const int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+      if (iw < 0 || iw >= g.in[2]) continue;
+      tap(row + iw, id, ih, iw);
     }
-  }
+  });
 }
 
 // Number of window taps per dim inside [lo, hi) of input coordinates, for output index o.
@@ -184,15 +177,9 @@ FRUGAL_INLINE void pool_plane(const Geom& g, const ColTaps& ct, const T* __restr
     for (int64_t oh = 0; oh < OH; ++oh) {
       T* yr = yp + (od * OH + oh) * OW;
       std::fill(yr, yr + OW, init);
-      for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-        const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-        if (id < 0 || id >= ID) continue;
-        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-          const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-          if (ih < 0 || ih >= IH) continue;
-          apply_cols(xp + (id * IH + ih) * IW, yr);
-        }
-      }
+      for_each_window_row(g, od, oh, [&](int64_t, int64_t roff, int64_t, int64_t) __attribute__((always_inline)) {
+        apply_cols(xp + roff, yr);
+      });
     }
 }
 

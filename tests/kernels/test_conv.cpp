@@ -155,6 +155,38 @@ TEST_CASE("Conv groups, depthwise and channel multipliers", "[conv]") {
   run_conv_case({1, 4, 8, 2, {6, 6}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}}, 9, true);    // grouped 1x1
 }
 
+// Depthwise (one input channel per group): stride-1 square 3/5/7 windows run on a zero-padded copy of
+// the plane in one flat pass; other windows 3, 5 and 7 wide take one pass per window row (or one for
+// all rows of a 3 x 3 / 5 x 5 window) over the columns where every tap is inside and go tap by tap at
+// the edges: strides 1, 2 and 3, dilation, asymmetric pads, windows wider than the interior, 1-D,
+// 3-D and channel multipliers.
+TEST_CASE("Depthwise Conv row passes and edges", "[conv]") {
+  uint32_t seed = 400;
+  // {N, C, M, group, in, k, strides, dil, pads}
+  const std::vector<ConvCase> cases = {
+      {1, 16, 16, 16, {28, 28}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},    // MobileNet 3x3 s1
+      {2, 8, 8, 8, {29, 30}, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}},       // 3x3 s2, batch 2
+      {1, 8, 8, 8, {19, 21}, {5, 5}, {1, 1}, {1, 1}, {2, 2, 2, 2}},       // 5x5 s1
+      {1, 8, 8, 8, {19, 21}, {5, 5}, {2, 2}, {1, 1}, {1, 2, 2, 1}},       // 5x5 s2, asymmetric
+      {1, 4, 4, 4, {15, 23}, {7, 7}, {1, 1}, {1, 1}, {3, 3, 3, 3}},       // 7x7
+      {1, 4, 4, 4, {15, 23}, {3, 3}, {1, 1}, {2, 3}, {2, 3, 2, 3}},       // dilated
+      {1, 4, 4, 4, {15, 23}, {3, 3}, {3, 3}, {1, 1}, {0, 0, 1, 2}},       // stride 3
+      {1, 4, 4, 4, {6, 5}, {5, 5}, {1, 1}, {1, 1}, {2, 2, 2, 2}},         // window wider than the interior
+      {1, 4, 4, 4, {9, 12}, {3, 3}, {1, 1}, {1, 2}, {0, 2, 1, 0}},       // asymmetric pads, dilated columns
+      {1, 4, 8, 4, {7, 7}, {3, 5}, {1, 1}, {1, 1}, {1, 2, 1, 2}},         // 3 x 5 window (row passes)
+      {1, 4, 12, 4, {17, 18}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},      // multiplier 3
+      {1, 6, 6, 6, {40}, {5}, {1}, {1}, {2, 2}},                          // 1-D
+      {1, 3, 3, 3, {5, 9, 11}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1, 1, 1, 1}},  // 3-D
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    for (int variant = 0; variant < 3; ++variant) {
+      INFO("variant " << variant);  // 0: plain, 1: bias + Relu, 2: bias, float64
+      run_conv_case(cases[i], seed++, variant >= 1, variant == 1, variant == 2);
+    }
+  }
+}
+
 // Output sizes around multiples of the AVX-512 SGEMM's 48-column tile (7 x 7 = 49, 5 x 10 = 50, 97,
 // 48, 52, 99), the shapes of resnet's last stages: im2col (small-plane copies) and pointwise
 // convolutions, with groups, bias, fused Relu, batch > 1, channel counts that are not multiples of
