@@ -165,10 +165,9 @@ FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, cons
   if (!passes) clo = chi = 0;
   const T* rows[kTaps];
   const T* wrows[kTaps];
-  // Output row oh (of depth od), columns [c0, c1): added to what the row holds.
-  auto do_row = [&](int64_t od, int64_t oh, int64_t c0, int64_t c1) __attribute__((always_inline)) {
+  // Output row oh (of depth od), added to what the row holds; the passes take columns [clo, chi).
+  auto do_row = [&](int64_t od, int64_t oh) __attribute__((always_inline)) {
     T* yr = yp + (od * OH + oh) * OW;
-    const int64_t plo = std::max(clo, c0), phi = std::min(chi, c1);  // the passes' columns
     int64_t nr = 0;
     for_each_window_row(g, od, oh, [&](int64_t wrow, int64_t roff, int64_t, int64_t) __attribute__((always_inline)) {
       const T* xr = xp + roff;
@@ -182,10 +181,8 @@ FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, cons
           off = kw * g.d[2] - g.pb[2];
           valid_range(off, sw, IW, OW, l, h);
         }
-        l = std::max(l, c0);
-        h = std::min(h, c1);
         const T wv = wr[kw];
-        // The tap over [l, h) minus the passes' columns [plo, phi).
+        // The tap over [l, h) minus the passes' columns [clo, chi).
         auto span = [&](int64_t s0, int64_t s1) __attribute__((always_inline)) {
           if (sw == 1) {
             for (int64_t ow = s0; ow < s1; ++ow) yr[ow] += wv * xr[ow + off];
@@ -193,32 +190,32 @@ FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, cons
             for (int64_t ow = s0; ow < s1; ++ow) yr[ow] += wv * xr[ow * sw + off];
           }
         };
-        if (phi > plo) {
-          span(l, std::min(h, plo));
-          span(std::max(l, phi), h);
+        if (chi > clo) {
+          span(l, std::min(h, clo));
+          span(std::max(l, chi), h);
         } else {
           span(l, h);
         }
       }
     });
-    if (phi <= plo) return;
+    if (chi <= clo) return;
     if (nr == 3 && k2 == 3) {
-      channelwise_pass<T, 3, 3>(yr, rows, wrows, plo, phi, sw, woff);
+      channelwise_pass<T, 3, 3>(yr, rows, wrows, clo, chi, sw, woff);
     } else if (nr == 5 && k2 == 5) {
-      channelwise_pass<T, 5, 5>(yr, rows, wrows, plo, phi, sw, woff);
+      channelwise_pass<T, 5, 5>(yr, rows, wrows, clo, chi, sw, woff);
     } else {
       for (int64_t r = 0; r < nr; ++r) {
         if (k2 == 3)
-          channelwise_pass<T, 1, 3>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+          channelwise_pass<T, 1, 3>(yr, rows + r, wrows + r, clo, chi, sw, woff);
         else if (k2 == 5)
-          channelwise_pass<T, 1, 5>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+          channelwise_pass<T, 1, 5>(yr, rows + r, wrows + r, clo, chi, sw, woff);
         else
-          channelwise_pass<T, 1, 7>(yr, rows + r, wrows + r, plo, phi, sw, woff);
+          channelwise_pass<T, 1, 7>(yr, rows + r, wrows + r, clo, chi, sw, woff);
       }
     }
   };
   for (int64_t od = 0; od < OD; ++od)
-    for (int64_t oh = 0; oh < OH; ++oh) do_row(od, oh, 0, OW);
+    for (int64_t oh = 0; oh < OH; ++oh) do_row(od, oh);
 }
 
 FRUGAL_CLONES void channelwise_plane_f32(const Geom& g, const float* xp, const float* wm, float bias, float* yp) {
