@@ -204,7 +204,7 @@ MicroFn pick_micro(bool a_cols, bool b_mask, int rows, int nv) {
 // (Splitting a last one-vector panel and the full one before it as 2 + 2 vectors measured slower.)
 inline int64_t panel_w(int64_t nc, int64_t jr) { return nc - jr < NR ? nc - jr : NR; }
 
-// One column panel (w <= NR columns from row jb of B stored [N, K], rows k0.. k0+kc) of pack_b in
+// One column panel of pack_b (w <= NR columns starting at row jb0 of B stored [N, K], k0 .. k0+kc) in
 // 16 x 16 blocks transposed in registers, columns past w zero, where the ISA's Vec has transpose16;
 // false (nothing done) otherwise.
 template <class V>
