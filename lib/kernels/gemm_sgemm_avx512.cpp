@@ -6,8 +6,10 @@
 
 #include <immintrin.h>
 
-// GCC 12 reports a false positive inside its own AVX-512 intrinsic headers (masked loads).
+// GCC 12 reports false positives inside its own AVX-512 intrinsic headers (masked loads; the
+// undefined-vector operand of the unpack and lane-shuffle intrinsics transpose16 uses).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,avx,f16c,popcnt,sse4.2,sse4.1,ssse3,sse3")
 
 namespace frugal::kernels::sgemm_avx512 {
