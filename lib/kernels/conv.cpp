@@ -142,7 +142,7 @@ FRUGAL_INLINE void channelwise_padded(const Geom& g, const T* __restrict xp, con
 template <typename T>
 FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, const T* __restrict wm, T bias,
                                      T* __restrict yp) {
-  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IW = g.in[2];
+  const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0];
   const int64_t sw = g.s[2];
   if (OD == 1 && ID == 1 && g.k[0] == 1 && g.pb[0] == 0 && sw == 1 && g.s[1] == 1 && g.k[1] == g.k[2]) {
     if (g.k[2] == 3) return channelwise_padded<T, 3>(g, xp, wm, bias, yp);
@@ -151,17 +151,15 @@ FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, cons
   }
   std::fill(yp, yp + OD * OH * OW, bias);
   constexpr int64_t kTaps = 64;
-  int64_t woff[kTaps], lo[kTaps], hi[kTaps];
-  const int64_t KW = std::min<int64_t>(g.k[2], kTaps);
+  const ColTaps ct(g);
+  const int64_t* woff = ct.off;
   int64_t clo = 0, chi = OW;  // columns where every column tap is inside
-  for (int64_t kw = 0; kw < KW; ++kw) {
-    woff[kw] = kw * g.d[2] - g.pb[2];
-    valid_range(woff[kw], sw, IW, OW, lo[kw], hi[kw]);
-    clo = std::max(clo, lo[kw]);
-    chi = std::min(chi, hi[kw]);
+  for (int64_t kw = 0; kw < ct.n; ++kw) {
+    clo = std::max(clo, ct.lo[kw]);
+    chi = std::min(chi, ct.hi[kw]);
   }
   const int64_t k2 = g.k[2];
-  const bool passes = KW == k2 && (k2 == 3 || k2 == 5 || k2 == 7) && chi > clo && g.k[0] * g.k[1] <= kTaps;
+  const bool passes = ct.n == k2 && (k2 == 3 || k2 == 5 || k2 == 7) && chi > clo && g.k[0] * g.k[1] <= kTaps;
   if (!passes) clo = chi = 0;
   const T* rows[kTaps];
   const T* wrows[kTaps];
@@ -175,12 +173,7 @@ FRUGAL_INLINE void channelwise_plane(const Geom& g, const T* __restrict xp, cons
       if (nr < kTaps) rows[nr] = xr, wrows[nr] = wr, ++nr;
       for (int64_t kw = 0; kw < g.k[2]; ++kw) {
         int64_t off = 0, l = 0, h = 0;
-        if (kw < KW) {
-          off = woff[kw], l = lo[kw], h = hi[kw];
-        } else {
-          off = kw * g.d[2] - g.pb[2];
-          valid_range(off, sw, IW, OW, l, h);
-        }
+        ct.get(kw, off, l, h);
         const T wv = wr[kw];
         // The tap over [l, h) minus the passes' columns [clo, chi).
         auto span = [&](int64_t s0, int64_t s1) __attribute__((always_inline)) {

@@ -136,6 +136,32 @@ inline void valid_range(int64_t off, int64_t stride, int64_t in, int64_t out, in
   hi = std::clamp<int64_t>(floor_div(in - 1 - off, stride) + 1, lo, out);
 }
 
+// Where each column tap kw of a window reads along an output row: input offset off (ow * s + off)
+// and the output columns [lo, hi) it covers inside the input. Worked out once per plane or call:
+// the integer divisions behind it cost more than the taps on small planes. The first kMax taps come
+// from the table, wider windows work out the rest on each call of get().
+struct ColTaps {
+  static constexpr int64_t kMax = 64;
+  int64_t n = 0, off[kMax], lo[kMax], hi[kMax];
+  explicit ColTaps(const Geom& g) : n(std::min<int64_t>(g.k[2], kMax)), g_(&g) {
+    for (int64_t kw = 0; kw < n; ++kw) {
+      off[kw] = kw * g.d[2] - g.pb[2];
+      valid_range(off[kw], g.s[2], g.in[2], g.out[2], lo[kw], hi[kw]);
+    }
+  }
+  __attribute__((always_inline)) void get(int64_t kw, int64_t& o, int64_t& l, int64_t& h) const {
+    if (kw < n) {
+      o = off[kw], l = lo[kw], h = hi[kw];
+      return;
+    }
+    o = kw * g_->d[2] - g_->pb[2];
+    valid_range(o, g_->s[2], g_->in[2], g_->out[2], l, h);
+  }
+
+ private:
+  const Geom* g_;
+};
+
 // Calls f(window_row, input_row_offset, id, ih) for every row (kd, kh) of the window of output row
 // (od, oh) that lies inside the input: window_row = kd * k[1] + kh, input row (id, ih) starting at
 // x + input_row_offset of its plane. Pass an always_inline lambda (see FRUGAL_INLINE).

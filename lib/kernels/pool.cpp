@@ -72,20 +72,13 @@ void for_each_output(const PoolShapes& s, F&& f) {
 }
 
 // One output plane of max (kMax) or sum pooling, applied tap by tap along output rows so the inner
-// loop vectorises; used whenever no Indices output is requested. Where each column tap reads (its
-// offset and the output columns it covers, ColTaps) is worked out once per call, not per output row
-// or plane: the divisions behind it cost more than the taps on small planes (a 7 x 7 average over
-// 7 x 7 planes took 50 of them per output value).
-struct ColTaps {
-  static constexpr int64_t kMax = 64;  // wider windows work out the rest per row
-  int64_t n = 0, off[kMax], lo[kMax], hi[kMax];
+// loop vectorises; used whenever no Indices output is requested. The column taps (ColTaps) are worked
+// out once per call, not per output row or plane (a 7 x 7 average over 7 x 7 planes took 50
+// divisions per output value).
+struct PoolTaps : ColTaps {
   // With one output column and no dilation, the taps inside the row read [run_a, run_b).
   int64_t run_a = 0, run_b = 0;
-  explicit ColTaps(const Geom& g) : n(std::min<int64_t>(g.k[2], kMax)) {
-    for (int64_t kw = 0; kw < n; ++kw) {
-      off[kw] = kw * g.d[2] - g.pb[2];
-      valid_range(off[kw], g.s[2], g.in[2], g.out[2], lo[kw], hi[kw]);
-    }
+  explicit PoolTaps(const Geom& g) : ColTaps(g) {
     if (g.out[2] == 1 && g.d[2] == 1) {
       run_a = std::max<int64_t>(0, -g.pb[2]);
       run_b = std::min<int64_t>(g.in[2], g.k[2] - g.pb[2]);
@@ -117,7 +110,7 @@ FRUGAL_INLINE T reduce_run(const T* __restrict x, int64_t n) {
 }
 
 template <typename T, bool kMax>
-FRUGAL_INLINE void pool_plane(const Geom& g, const ColTaps& ct, const T* __restrict xp, T* __restrict yp) {
+FRUGAL_INLINE void pool_plane(const Geom& g, const PoolTaps& ct, const T* __restrict xp, T* __restrict yp) {
   const int64_t OD = g.out[0], OH = g.out[1], OW = g.out[2], ID = g.in[0], IH = g.in[1], IW = g.in[2];
   const int64_t sw = g.s[2];
   const T init = kMax ? std::numeric_limits<T>::lowest() : T(0);
@@ -138,12 +131,7 @@ FRUGAL_INLINE void pool_plane(const Geom& g, const ColTaps& ct, const T* __restr
     }
     for (int64_t kw = 0; kw < g.k[2]; ++kw) {
       int64_t off = 0, lo = 0, hi = 0;
-      if (kw < ct.n) {
-        off = ct.off[kw], lo = ct.lo[kw], hi = ct.hi[kw];
-      } else {
-        off = kw * g.d[2] - g.pb[2];
-        valid_range(off, sw, IW, OW, lo, hi);
-      }
+      ct.get(kw, off, lo, hi);
       if (sw == 1) {
         for (int64_t ow = lo; ow < hi; ++ow) yr[ow] = combine<T, kMax>(yr[ow], xr[ow + off]);
       } else if (sw == 2) {
@@ -162,13 +150,11 @@ FRUGAL_INLINE void pool_plane(const Geom& g, const ColTaps& ct, const T* __restr
       T* yr = yp + oh * OW;
       std::fill(yr, yr + OW, init);
       int64_t used = 0;
-      for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-        const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-        if (ih < 0 || ih >= IH) continue;
-        const T* xr = xp + ih * IW;
+      for_each_window_row(g, 0, oh, [&](int64_t, int64_t roff, int64_t, int64_t) __attribute__((always_inline)) {
+        const T* xr = xp + roff;
         if (used++ == 0) std::fill(rows, rows + IW, init);  // (not a copy: a NaN must not stick)
         for (int64_t i = 0; i < IW; ++i) rows[i] = combine<T, kMax>(rows[i], xr[i]);
-      }
+      });
       if (used > 0) apply_cols(rows, yr);
     }
     return;
@@ -183,17 +169,17 @@ FRUGAL_INLINE void pool_plane(const Geom& g, const ColTaps& ct, const T* __restr
     }
 }
 
-FRUGAL_CLONES void max_plane_f32(const Geom& g, const ColTaps& ct, const float* xp, float* yp) {
+FRUGAL_CLONES void max_plane_f32(const Geom& g, const PoolTaps& ct, const float* xp, float* yp) {
   pool_plane<float, true>(g, ct, xp, yp);
 }
-FRUGAL_CLONES void sum_plane_f32(const Geom& g, const ColTaps& ct, const float* xp, float* yp) {
+FRUGAL_CLONES void sum_plane_f32(const Geom& g, const PoolTaps& ct, const float* xp, float* yp) {
   pool_plane<float, false>(g, ct, xp, yp);
 }
 
 template <typename T, bool kMax>
 void pool_planes(const PoolShapes& s, const T* x, T* y) {
   const int64_t isz = s.g.in_size(), osz = s.g.out_size();
-  const ColTaps ct(s.g);
+  const PoolTaps ct(s.g);
   parallel_for(s.planes, std::max<int64_t>(1, 4096 / std::max<int64_t>(osz * s.g.kvol(), 1)),
                [&](int64_t p0, int64_t p1) {
                  for (int64_t p = p0; p < p1; ++p) {
