@@ -381,3 +381,4 @@ def test_quiet_prints_no_table_and_the_table_shows_the_reports_energy(frugal_bin
     b = tl.run_frugal(["-q", "prune", src, "-o", bare, "--pattern", "2:4"], expect_rc=0)
     assert b.stdout == ""
     assert loud.read_bytes() == quiet.read_bytes() == bare.read_bytes()
+    check_and_compare(src, loud, heldout("cnn")[:20])  # (the three files are the same bytes)
