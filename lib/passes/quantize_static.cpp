@@ -29,6 +29,9 @@ const std::set<std::string> kComputeOps = {"Conv", "ConvTranspose", "Gemm", "Mat
 const std::set<std::string> kPassthroughOps = {"Reshape", "Transpose", "MaxPool", "Flatten", "Squeeze", "Unsqueeze"};
 // Ops whose input shares the output's params (clipping activations, concatenation).
 const std::set<std::string> kShareFromOutputOps = {"Relu", "Clip", "Concat"};
+// A Gather table smaller than this stays float: the nodes and scales the int8 form adds would cost
+// about as many bytes as it saves.
+constexpr int64_t kMinTableValues = 1024;
 const std::set<std::string> kNeighbourOps = {"Add", "Mul", "Relu", "Clip", "MaxPool", "AveragePool", "GlobalAveragePool",
                                              "Concat", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"};
 
@@ -128,6 +131,19 @@ void rename_to_dropped_originals(onnx::GraphProto* g, const std::vector<std::pai
   }
 }
 
+// Quantizes `w` straight into the raw bytes of a new int8 initializer `name` of `g` (no int8 copy in
+// between: an embedding table alone is tens of MB). The result's `q` stays empty.
+QuantizedWeight add_quantized_init(onnx::GraphProto* g, const std::string& name, const Tensor& w, int axis,
+                                   quant::QRange range) {
+  onnx::TensorProto* p = g->add_initializer();
+  p->set_name(name);
+  for (int64_t d : w.shape()) p->add_dims(d);
+  p->set_data_type(onnx::TensorProto::INT8);
+  std::string* raw = p->mutable_raw_data();
+  raw->resize(static_cast<size_t>(w.numel()));
+  return quantize_weight_to(w, axis, range, reinterpret_cast<int8_t*>(raw->data()));
+}
+
 // With `plan` set, only chooses the nodes, assuming every tensor calibration can observe has a range,
 // and returns the activation tensors whose ranges the pass would read in *plan (no graph is built).
 StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTable* table, const QuantizeOptions& opts,
@@ -178,6 +194,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
 
   // 1. Choose nodes.
   std::vector<bool> quantized(graph.nodes().size(), false);
+  std::vector<bool> table_rows(graph.nodes().size(), false);  // Gather from a float table, stored int8
   std::vector<NodeQuantInfo> infos(graph.nodes().size());
   std::set<std::string> act;  // activation tensors to quantize
   for (size_t ni : graph.topo_order()) {
@@ -188,11 +205,26 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     if (!n.outputs.empty()) info.output_tensor = n.outputs[0];
     const bool compute = kComputeOps.count(n.op_type) > 0;
     const bool neighbour = kNeighbourOps.count(n.op_type) > 0;
-    if (!compute && !neighbour) continue;  // not a candidate: not listed in the report
+    const bool lookup = n.op_type == "Gather" && !n.inputs.empty() && is_float_init(n.inputs[0]);
+    if (!compute && !neighbour && !lookup) continue;  // not a candidate: not listed in the report
     auto skip = [&](const std::string& why) { info.reason = why; };
     if (!n.domain.empty()) { skip("not in the default domain"); continue; }
     std::string why;
     if (!quant_pass::selected_by_filters(n, opts, &why)) { skip(why); continue; }
+    if (lookup) {
+      // A table read by rows (an embedding): stored int8 in every mode; its output stays float and
+      // does not draw its readers into quantization (they are usually a sum and a normalisation).
+      const onnx::TensorProto* t = graph.initializer(n.inputs[0]);
+      const int64_t rank = t->dims_size();
+      int64_t numel = 1;
+      for (int64_t d : t->dims()) numel *= d;
+      const int64_t axis = n.get_int("axis", 0);
+      if (rank < 2 || (axis != 0 && axis != -rank)) { skip("Gather does not read whole rows of a table (axis != 0)"); continue; }
+      if (n.inputs.size() < 2 || graph.initializer(n.inputs[1])) { skip("Gather indices are constant"); continue; }
+      if (numel < kMinTableValues) { skip("table too small to shrink (< " + std::to_string(kMinTableValues) + " values)"); continue; }
+      table_rows[ni] = true;
+      continue;
+    }
     if (weight_only) {
       if (!compute) continue;
       if (n.inputs.size() < 2 || !is_float_init(n.inputs[1])) { skip("weight is not a float initializer"); continue; }
@@ -340,11 +372,9 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     const std::string key = wname + "#" + std::to_string(axis);
     auto wit = wcache.find(key);
     if (wit == wcache.end()) {
-      QuantizedWeight qw = quantize_weight(w, axis, wrange);
       const std::string j = std::to_string(weight_count++);
       const std::string qn = names.make("wq" + j), dn = names.make("wdq" + j);
-      add_init(g, qn, qw.q);
-      qw.q = Tensor();  // the initializer holds the int8 bytes now; the cache keeps scales and range
+      QuantizedWeight qw = add_quantized_init(g, qn, w, axis, wrange);  // the cache keeps scales and range
       const bool scalar = axis < 0;
       const int64_t channels = static_cast<int64_t>(qw.scales.size());
       const std::string sn = params.get(
@@ -394,16 +424,80 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     replaced_inits.insert(bname);
   }
 
+  // Tables read by Gather, stored int8 with one scale per row (or one for the table with --per-tensor):
+  //   per row:    Gather(tq<j>, idx) -> int8 rows -> Cast(float) ; Gather(ts<j> [N,1,..], idx) -> scales ;
+  //               Mul -> the original output (the scales' trailing 1s broadcast over each row)
+  //   per tensor: Gather(tq<j>, idx) -> int8 rows -> DequantizeLinear -> the original output
+  // Only the rows an inference reads are widened back to float, never the whole table.
+  std::map<size_t, std::vector<onnx::NodeProto>> replaced_nodes;
+  std::map<std::string, std::pair<std::pair<std::string, std::string>, QuantizedWeight>> tcache;  // table -> names, scales
+  int table_count = 0, lookup_count = 0;
+  for (size_t ni : graph.topo_order()) {
+    if (!table_rows[ni]) continue;
+    const NodeDef& n = graph.nodes()[ni];
+    const std::string& tname = n.inputs[0];
+    auto tit = tcache.find(tname);
+    if (tit == tcache.end()) {
+      FRUGAL_ASSIGN_OR_RETURN(Tensor w, initializer_value(tname));
+      const std::string j = std::to_string(table_count++);
+      const std::string qn = names.make("tq" + j);
+      QuantizedWeight qw = add_quantized_init(g, qn, w, per_channel ? 0 : -1, wrange);
+      std::string sn;
+      if (per_channel) {
+        Shape sshape(static_cast<size_t>(w.rank()), 1);
+        sshape[0] = w.dim(0);
+        sn = names.make("ts" + j);
+        add_init(g, sn, Tensor::from_vector<float>(sshape, qw.scales));
+      } else {
+        sn = params.get("scale", Tensor::scalar<float>(qw.scales[0]));
+      }
+      tit = tcache.emplace(tname, std::make_pair(std::make_pair(qn, sn), std::move(qw))).first;
+      replaced_inits.insert(tname);
+    }
+    const auto& [qn, sn] = tit->second.first;
+    const std::string j = std::to_string(lookup_count++);
+    const std::string rows = names.make("trows" + j);
+    onnx::NodeProto gather = g->node(static_cast<int>(ni));
+    gather.set_input(0, qn);
+    gather.set_output(0, rows);
+    std::vector<onnx::NodeProto> chain = {gather};
+    if (per_channel) {
+      const std::string rf = names.make("trowsf" + j), rs = names.make("tscales" + j);
+      onnx::NodeProto cast = make_node("Cast", names.make("Cast_t" + j), {rows}, {rf});
+      quant_pass::set_int_attr(&cast, "to", onnx::TensorProto::FLOAT);
+      onnx::NodeProto gs = gather;
+      gs.set_name(names.make(n.name + "_scales"));
+      gs.set_input(0, sn);
+      gs.set_output(0, rs);
+      chain.push_back(cast);
+      chain.push_back(gs);
+      chain.push_back(make_node("Mul", names.make("Mul_t" + j), {rf, rs}, {n.outputs[0]}));
+    } else {
+      const std::string zn = params.get("zp", zp_tensor(DType::kInt8, 0, 1, true));
+      chain.push_back(make_node("DequantizeLinear", names.make("DQ_t" + j), {rows, sn, zn}, {n.outputs[0]}));
+    }
+    replaced_nodes[ni] = std::move(chain);
+    NodeQuantInfo& info = infos[ni];
+    info.weight_axis = tit->second.second.axis;
+    info.weight_min = tit->second.second.min;
+    info.weight_max = tit->second.second.max;
+  }
+
   // Node list: front (weights, graph-input QDQ), then each original node followed by its outputs' QDQ.
   std::vector<onnx::NodeProto> old(g->node().begin(), g->node().end());
   g->clear_node();
   for (auto& n : front) *g->add_node() = std::move(n);
   for (size_t i = 0; i < old.size(); ++i) {
-    onnx::NodeProto n = old[i];
-    auto rw = rewires.find(i);
-    if (rw != rewires.end())
-      for (const auto& [k, name] : rw->second) n.set_input(static_cast<int>(k), name);
-    *g->add_node() = n;
+    auto rn = replaced_nodes.find(i);
+    if (rn != replaced_nodes.end()) {
+      for (auto& nd : rn->second) *g->add_node() = std::move(nd);
+    } else {
+      onnx::NodeProto n = old[i];
+      auto rw = rewires.find(i);
+      if (rw != rewires.end())
+        for (const auto& [k, name] : rw->second) n.set_input(static_cast<int>(k), name);
+      *g->add_node() = std::move(n);
+    }
     for (const auto& o : old[i].output()) {
       auto a = after.find(o);
       if (a != after.end())
@@ -414,9 +508,10 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   rename_to_dropped_originals(g, rename_back);
 
   for (size_t ni = 0; ni < infos.size(); ++ni) {
-    infos[ni].quantized = quantized[ni];
+    infos[ni].quantized = quantized[ni] || table_rows[ni];
     if (quantized[ni]) infos[ni].form = weight_only ? "weight-only" : "qdq";
-    if (!infos[ni].op_type.empty() && (quantized[ni] || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
+    if (table_rows[ni]) infos[ni].form = "weight-only";
+    if (!infos[ni].op_type.empty() && (infos[ni].quantized || !infos[ni].reason.empty())) res.nodes.push_back(infos[ni]);
   }
   if (!plan) quant_pass::fill_from_source(&proto, model, source_graph);
   res.model = Model::from_proto(std::move(proto), model.base_dir());
@@ -524,6 +619,13 @@ void round_row_per_channel(const float* __restrict x, const float* __restrict s,
 }  // namespace
 
 QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) {
+  Tensor q = Tensor::uninitialized(DType::kInt8, w.shape());
+  QuantizedWeight out = quantize_weight_to(w, axis, range, q.mut<int8_t>());
+  out.q = std::move(q);
+  return out;
+}
+
+QuantizedWeight quantize_weight_to(const Tensor& w, int axis, quant::QRange range, int8_t* q) {
   QuantizedWeight out;
   out.axis = axis;
   Tensor f = w.to_float();
@@ -561,8 +663,6 @@ QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range) 
   out.max = n ? *std::max_element(hi.begin(), hi.end()) : 0.0f;
   out.scales.resize(nc);
   for (size_t c = 0; c < nc; ++c) out.scales[c] = quant::symmetric_params(absmax[c], range).scale;
-  out.q = Tensor::uninitialized(DType::kInt8, f.shape());
-  int8_t* q = out.q.mut<int8_t>();
   // Rows of `inner` elements share a scale; row r is channel r % channels. Split over threads in
   // row ranges of at least ~64K elements (a BERT-base model has 14 M weights to round).
   const int64_t rows = outer * channels;

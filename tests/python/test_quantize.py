@@ -541,6 +541,84 @@ def test_dynamic_form_cli_errors(frugal_bin, tmp_path):
     assert all(layer["form"] == "weight-only" for layer in r["layers"])
 
 
+def _embedding_model(path, rng):
+    """ids [2, 5] -> Gather(E [300, 16], axis 0) -> emb (a graph output) -> MatMul(W [16, 8]) -> y, plus two
+    Gathers frugal leaves float: one along axis 1 of T [16, 300] and one from a 12-value table S."""
+    from onnx import TensorProto, helper
+    e = (rng.standard_normal((300, 16)) * rng.uniform(0.01, 3.0, size=(300, 1))).astype(np.float32)
+    inits = [numpy_helper.from_array(e, "E"),
+             numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((16, 300)).astype(np.float32), "T"),
+             numpy_helper.from_array(rng.standard_normal((3, 4)).astype(np.float32), "S")]
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["emb"], name="word_emb", axis=0),
+             helper.make_node("MatMul", ["emb", "W"], ["y"], name="proj"),
+             helper.make_node("Gather", ["T", "cols"], ["t_cols"], name="by_column", axis=1),
+             helper.make_node("Gather", ["S", "small_ids"], ["s_rows"], name="small_table", axis=0)]
+    g = helper.make_graph(nodes, "emb", [helper.make_tensor_value_info("ids", TensorProto.INT64, [2, 5]),
+                                         helper.make_tensor_value_info("cols", TensorProto.INT64, [3]),
+                                         helper.make_tensor_value_info("small_ids", TensorProto.INT64, [2])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n, shape in
+                           (("emb", [2, 5, 16]), ("y", [2, 5, 8]), ("t_cols", [16, 3]), ("s_rows", [2, 4]))],
+                          inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    return e
+
+
+@pytest.mark.parametrize("mode", ["static", "static_per_tensor", "dynamic", "dynamic_integer", "excluded"])
+def test_embedding_table_stored_int8(frugal_bin, tmp_path, mode):
+    """A Gather from a float table (an embedding) stores the table int8 with one symmetric scale per row
+    (one for the table with --per-tensor), in every mode; onnxruntime's rows equal numpy's own
+    quantize-dequantize of the table, negative indices included. Gathers along another axis or from a
+    tiny table stay float, with the reason in the report."""
+    rng = np.random.default_rng(7)
+    model = tmp_path / "emb.onnx"
+    e = _embedding_model(model, rng)
+    # Every row read twice over the samples: once by its index, once by its negative alias (i - 300).
+    ids = (rng.permutation(600) - 300).reshape(60, 2, 5).astype(np.int64)
+    samples = [{"ids": ids[k], "cols": rng.integers(0, 300, size=(3,)).astype(np.int64),
+                "small_ids": rng.integers(0, 3, size=(2,)).astype(np.int64)} for k in range(len(ids))]
+    data = tmp_path / "d.npz"
+    tl.write_npz_samples(data, samples)
+    out, rep = tmp_path / "q.onnx", tmp_path / "r.json"
+    extra = {"static": ["--data", data], "static_per_tensor": ["--data", data, "--per-tensor"],
+             "dynamic": ["--dynamic"], "dynamic_integer": ["--dynamic", "--dynamic-form", "integer"],
+             "excluded": ["--dynamic", "--exclude", "word_emb"]}[mode]
+    tl.frugal_quantize(model, out, *extra, report=rep)
+    m = onnx.load(str(out))
+    onnx.checker.check_model(m)
+    inits = tl.initializer_arrays(m)
+    layers = {layer["name"]: layer for layer in json.loads(rep.read_text())["layers"]}
+    for name, why in (("by_column", "axis"), ("small_table", "too small")):
+        assert not layers[name]["quantized"] and why in layers[name]["reason"], layers[name]
+    assert inits["T"].dtype == np.float32 and inits["S"].dtype == np.float32
+    ref = tl.ort_run_many(model, samples)
+    got = tl.ort_run_many(out, samples)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a["t_cols"], b["t_cols"])
+        np.testing.assert_array_equal(a["s_rows"], b["s_rows"])
+    if mode == "excluded":
+        assert "E" in inits and inits["E"].dtype == np.float32
+        assert not layers["word_emb"]["quantized"] and "exclude" in layers["word_emb"]["reason"]
+        for a, b in zip(ref, got):
+            np.testing.assert_array_equal(a["emb"], b["emb"])
+        return
+    assert "E" not in inits, "the float table should be gone"
+    assert [k for k, v in inits.items() if v.dtype == np.int8 and v.shape == (300, 16)]
+    assert model.stat().st_size - out.stat().st_size >= 0.6 * e.nbytes  # int8 plus 300 scales: ~0.69 saved
+    per_row = mode != "static_per_tensor"
+    assert layers["word_emb"]["quantized"] and layers["word_emb"]["form"] == "weight-only"
+    assert layers["word_emb"]["weight"]["axis"] == (0 if per_row else -1)
+    # numpy's own int8 symmetric quantize-dequantize (round half to even, as QuantizeLinear).
+    s = (np.abs(e).max(axis=1, keepdims=True) if per_row else np.abs(e).max()) / 127.0
+    deq = np.clip(np.round(e / s), -127, 127) * s
+    for smp, a, b in zip(samples, ref, got):
+        rows = smp["ids"] % 300
+        np.testing.assert_allclose(b["emb"], deq[rows], rtol=1e-6, atol=0)
+        step = np.broadcast_to(s, e.shape)[rows]
+        assert np.all(np.abs(b["emb"] - a["emb"]) <= step / 2 * (1 + 1e-5))
+    tl.assert_cosine_per_output([{"y": r["y"]} for r in ref], [{"y": g["y"]} for g in got], 0.999)
+
+
 def _small_encoder(tmp_path):
     """A one-layer BERT-style encoder (hidden 64, seq 16) and 16 samples of its inputs, in tmp_path:
     returns (model path, .npz path)."""
@@ -567,8 +645,11 @@ def test_dynamic_integer_encoder(frugal_bin, tmp_path):
     assert sum(1 for n in m.graph.node if n.op_type == "DynamicQuantizeLinear") == 4  # QKV share one
     r = json.loads(rep.read_text())
     assert sum(1 for layer in r["layers"] if layer.get("form") == "integer") == 6
+    # The word-embedding Gather keeps its rows int8 (weight-only form, one scale per row).
+    emb = [layer for layer in r["layers"] if layer["op_type"] == "Gather"]
+    assert len(emb) == 1 and emb[0]["form"] == "weight-only" and emb[0]["weight"]["axis"] == 0
     assert all(not layer["quantized"] and "not a float initializer" in layer["reason"]
-               for layer in r["layers"] if layer.get("form") != "integer")
+               for layer in r["layers"] if layer.get("form") not in ("integer", "weight-only"))
     samples = tl.load_npz_samples(data)
     tl.assert_cosine_per_output(tl.ort_run_many(model, samples), tl.ort_run_many(out, samples), 0.99)
     _assert_frugal_run_matches_ort(frugal_bin, out, data, tmp_path)

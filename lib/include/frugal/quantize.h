@@ -61,6 +61,8 @@ struct QuantizedWeight {
   double min = 0, max = 0;    // float range of the weight
 };
 QuantizedWeight quantize_weight(const Tensor& w, int axis, quant::QRange range);
+// The same, writing the int8 values (w.numel() of them, w's layout) to `q`; the result's q stays empty.
+QuantizedWeight quantize_weight_to(const Tensor& w, int axis, quant::QRange range, int8_t* q);
 
 // Activation parameters from a calibrated range.
 quant::QParams activation_params(double range_min, double range_max, DType activation_type);
