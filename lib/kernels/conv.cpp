@@ -253,14 +253,22 @@ inline Tap2d tap_2d(const Geom& g, int64_t kk) {
 // With stride 1, output rows as wide as input rows (same padding) and a small plane, the valid output
 // rows are one contiguous run of the plane, copied at once, after which the pad columns it crossed
 // are zeroed; otherwise row by row (stride 2 as its own loop so that it vectorises).
+// Only output rows [oh0, oh1) when given (a band of the plane, dst then holds (oh1 - oh0) * OW values).
 template <typename T>
-FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst) {
-  const int64_t OH = g.out[1], OW = g.out[2], IW = g.in[2], sw = g.s[2];
-  const int64_t hlo = t.hlo, hhi = t.hhi, lo = t.lo, hi = t.hi;
-  std::fill(dst, dst + hlo * OW, T(0));
-  std::fill(dst + hhi * OW, dst + OH * OW, T(0));
-  if (hhi <= hlo) return;
-  if (sw == 1 && g.s[1] == 1 && OW == IW && OH * OW * static_cast<int64_t>(sizeof(T)) <= 2048) {
+FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst,
+                                 int64_t oh0 = 0, int64_t oh1 = -1) {
+  const int64_t OW = g.out[2], IW = g.in[2], sw = g.s[2];
+  const bool whole = oh0 == 0 && (oh1 < 0 || oh1 == g.out[1]);
+  const int64_t OH = oh1 < 0 ? g.out[1] : oh1;
+  const int64_t hlo = std::clamp(t.hlo, oh0, OH), hhi = std::clamp(t.hhi, oh0, OH), lo = t.lo, hi = t.hi;
+  auto row = [&](int64_t oh) { return dst + (oh - oh0) * OW; };  // output row oh of the plane
+  if (hhi <= hlo) {
+    std::fill(dst, row(OH), T(0));
+    return;
+  }
+  std::fill(dst, row(hlo), T(0));
+  std::fill(row(hhi), row(OH), T(0));
+  if (whole && sw == 1 && g.s[1] == 1 && OW == IW && OH * OW * static_cast<int64_t>(sizeof(T)) <= 2048) {
     // dst[oh * OW + ow] = xc[(oh + hoff) * IW + ow + woff]: from (hlo, lo) to (hhi - 1, hi - 1) this
     // is one run of the plane; its elements outside [lo, hi) of each row are pads, zeroed after.
     // Only for small planes (resnet's 14 x 14 and 7 x 7, where it measured 10-20% faster than the
@@ -276,7 +284,7 @@ FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Ta
     return;
   }
   for (int64_t oh = hlo; oh < hhi; ++oh) {
-    T* d = dst + oh * OW;
+    T* d = row(oh);
     const T* xr = xc + (oh * g.s[1] + t.hoff) * IW + t.woff;
     for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
     if (sw == 1) {
@@ -293,10 +301,13 @@ FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Ta
 // Rows [r0, r1) of the 2-D im2col matrix (row = (c, kh, kw), as im2col in conv_geom.h). The taps of
 // windows up to 8 x 8 are worked out once per chunk, not per row: with small planes (7 x 7) the
 // integer divisions behind them cost as much as the copies.
+// With a band [oh0, oh1) of output rows, only those (rows of col (oh1 - oh0) * OW long).
 template <typename T>
-FRUGAL_INLINE void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col) {
+FRUGAL_INLINE void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col, int64_t oh0 = 0,
+                                  int64_t oh1 = -1) {
   constexpr int64_t kMaxTaps = 64;
-  const int64_t kvol = g.kvol(), osz = g.out_size(), isz = g.in_size();
+  const int64_t kvol = g.kvol(), isz = g.in_size();
+  const int64_t osz = oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
   Tap2d taps[kMaxTaps];
   const bool table = kvol <= kMaxTaps && r1 - r0 >= kvol;
   if (table)
@@ -304,12 +315,13 @@ FRUGAL_INLINE void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t
   int64_t c = r0 / kvol, kk = r0 % kvol;
   for (int64_t r = r0; r < r1; ++r, ++kk) {
     if (kk == kvol) kk = 0, ++c;
-    im2col_row_2d<T>(x + c * isz, g, table ? taps[kk] : tap_2d(g, kk), col + r * osz);
+    im2col_row_2d<T>(x + c * isz, g, table ? taps[kk] : tap_2d(g, kk), col + (r - r0) * osz, oh0, oh1);
   }
 }
 
-FRUGAL_CLONES void im2col_rows_2d_f32(const float* x, const Geom& g, int64_t r0, int64_t r1, float* col) {
-  im2col_rows_2d<float>(x, g, r0, r1, col);
+FRUGAL_CLONES void im2col_rows_2d_f32(const float* x, const Geom& g, int64_t r0, int64_t r1, float* col, int64_t oh0,
+                                      int64_t oh1) {
+  im2col_rows_2d<float>(x, g, r0, r1, col, oh0, oh1);
 }
 
 // Small output planes (the last stage of a CNN: 7 x 7 = 49 positions) waste most of the last vector
@@ -336,20 +348,41 @@ FRUGAL_CLONES void transpose_bias_act(const float* ct, int64_t osz, int64_t M, c
   });
 }
 
-// im2col of conv_geom.h with a faster path for windows over at most two dims (no depth).
+// A window over at most two dims (no depth): the im2col rows of conv_geom.h have a faster path.
+inline bool planar(const Geom& g) { return g.k[0] == 1 && g.in[0] == 1 && g.out[0] == 1 && g.pb[0] == 0; }
+
+// im2col of conv_geom.h with a faster path for planar windows; with a band [oh0, oh1) of output rows
+// (planar windows only), the columns of those output positions alone.
 template <typename T>
-void im2col_conv(const T* x, int64_t c_count, const Geom& g, T* col) {
-  if (g.k[0] != 1 || g.in[0] != 1 || g.out[0] != 1 || g.pb[0] != 0) {
+void im2col_conv(const T* x, int64_t c_count, const Geom& g, T* col, int64_t oh0 = 0, int64_t oh1 = -1) {
+  if (!planar(g)) {
     im2col(x, c_count, g, col);
     return;
   }
-  const int64_t rows = c_count * g.kvol(), osz = g.out_size();
+  const int64_t rows = c_count * g.kvol(), osz = oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(osz, 1)), [&](int64_t r0, int64_t r1) {
     if constexpr (std::is_same_v<T, float>)
-      im2col_rows_2d_f32(x, g, r0, r1, col);
+      im2col_rows_2d_f32(x, g, r0, r1, col + r0 * osz, oh0, oh1);
     else
-      im2col_rows_2d<T>(x, g, r0, r1, col);
+      im2col_rows_2d<T>(x, g, r0, r1, col + r0 * osz, oh0, oh1);
   });
+}
+
+// Output rows per band when a planar convolution's im2col matrix is built band by band: the band's
+// columns (K rows of them) then stay in L2 for the GEMM that packs them, instead of a whole matrix of
+// several MB (resnet's 7 x 7 stem: 7.4 MB) going out to memory and back. Only where the work runs
+// on one thread (calibration's lanes, --threads 1): threaded GEMMs over a band of a few hundred
+// columns measured slower than one over the whole plane. 0: in one piece (it fits, the plane is not
+// planar, or threads are available).
+inline int64_t im2col_band_rows(const Geom& g, int64_t K, size_t elem) {
+  if (num_threads() > 1 && !parallel_region_active()) return 0;
+  constexpr int64_t kBandBytes = 384 << 10;
+  constexpr int64_t kMinBandCols = 192;  // four column panels of the GEMM at least
+  const int64_t OH = g.out[1], OW = g.out[2];
+  const int64_t row_bytes = K * OW * static_cast<int64_t>(elem);
+  if (!planar(g) || row_bytes * OH <= 2 * kBandBytes) return 0;
+  const int64_t rows = std::max(kBandBytes / std::max<int64_t>(row_bytes, 1), (kMinBandCols + OW - 1) / OW);
+  return 2 * rows <= OH ? rows : 0;
 }
 
 // y[N, M, out...] = conv(x[N, C, in...], w[M, C/G, k...]) + bias.
@@ -381,15 +414,24 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
       return;
     }
   }
+  const int64_t band = pointwise ? 0 : im2col_band_rows(g, Kd, sizeof(T));
+  const int64_t OW = g.out[2];
   for (int64_t n = 0; n < N; ++n)
     for (int64_t grp = 0; grp < G; ++grp) {
       const T* xg = x + (n * C + grp * Cg) * isz;
-      const T* B = xg;
-      if (!pointwise) {
+      T* yg = y + (n * M + grp * Mg) * osz;
+      if (pointwise) {
+        gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, xg, osz, yg, osz);
+      } else if (band == 0) {
         im2col_conv(xg, Cg, g, col);
-        B = col;
+        gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, col, osz, yg, osz);
+      } else {
+        for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += band) {
+          const int64_t oh1 = std::min(g.out[1], oh0 + band), cols = (oh1 - oh0) * OW;
+          im2col_conv(xg, Cg, g, col, oh0, oh1);
+          gemm_nn<T>(Mg, cols, Kd, w + grp * Mg * Kd, Kd, col, cols, yg + oh0 * OW, osz);
+        }
       }
-      gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, B, osz, y + (n * M + grp * Mg) * osz, osz);
     }
   add_bias(y, bias, N, M, osz, act);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "frugal/kernel.h"
+#include "frugal/parallel.h"
 #include "kernel_test_util.h"
 #include "kernels/gemm.h"
 
@@ -263,6 +264,24 @@ TEST_CASE("Conv im2col geometries", "[conv]") {
     run_conv_case(cases[i], seed++, i % 2 == 0, i % 3 == 0);
     run_conv_case(cases[i], seed++, true, false, true);
   }
+}
+
+// On one thread, a planar convolution whose im2col matrix would exceed ~768 KB is built and multiplied
+// in bands of output rows (the last band shorter): stride 1 and 2, padding, dilation, groups, batch 2.
+TEST_CASE("Conv im2col in bands of output rows", "[conv]") {
+  const int saved = frugal::num_threads();
+  frugal::set_num_threads(1);
+  uint32_t seed = 400;
+  const std::vector<ConvCase> cases = {
+      {1, 16, 8, 1, {64, 64}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}},      // K 144: bands of 10 rows, last 4
+      {2, 3, 8, 1, {115, 117}, {7, 7}, {2, 2}, {1, 1}, {3, 3, 3, 3}},     // the stem's geometry, batch 2
+      {1, 24, 6, 2, {50, 61}, {3, 3}, {1, 1}, {2, 2}, {2, 1, 2, 3}},      // groups, dilation, asymmetric pads
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO("case " << i);
+    run_conv_case(cases[i], seed++, true, i != 1);
+  }
+  frugal::set_num_threads(saved);
 }
 
 TEST_CASE("Conv 1-D and 3-D", "[conv]") {
