@@ -5,9 +5,12 @@ Same model, same calibration samples. For each calibration method (MinMax, Perce
 both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child) are
 measured the same way; both quantized models are then run in onnxruntime on held-out samples and
 compared with the float model (cosine, top-1 agreement). Prints one table and the frugal/ORT ratios.
-With --repeat N each tool runs N times, the two tools taking turns (frugal, onnxruntime, frugal, ...),
-and the table shows the median of each tool's runs, every run's time listed after it: on a machine
-whose speed drifts, a single pair of runs can land one tool in a slow phase and the other in a fast one.
+With --repeat N each tool runs N times, the two tools taking turns, and the table shows the median of
+each tool's runs, every run's time listed after it: on a machine whose speed drifts, a single pair of
+runs can land one tool in a slow phase and the other in a fast one. Which tool goes first flips with
+every pair, over methods and repeats (frugal first for the first pair): a run right after onnxruntime's
+multi-GB percentile or entropy run measured 20-40% slower than one after its minmax run, so a fixed
+order would charge that to one tool.
 
   .venv/bin/python tests/bench/bench_quantize.py --model tests/models/digits_cnn.onnx \
       --calib tests/models/data/digits_cnn_calib.npz --heldout tests/models/data/digits_cnn_heldout.npz
@@ -151,6 +154,7 @@ def main():
     n_calib = np.load(calib)[list(np.load(calib).keys())[0]].shape[0]
     print(f"model {a.model}, {n_calib} calibration samples, {len(samples)} held-out samples")
     print(f"{'method':<11} {'tool':<7} {'wall s':>8} {'peak MiB':>9} {'cosine':>9} {'top1 agr':>9}")
+    pair = 0  # pairs of runs so far: even ones start with frugal, odd ones with onnxruntime
     for method in a.methods.split(","):
         res = {}
         fq = tmp / f"frugal_{method}.onnx"
@@ -164,14 +168,18 @@ def main():
         runs = {"frugal": [], "ort": []}
         ort_ok = not a.skip_ort
         for _ in range(max(1, a.repeat)):
-            runs["frugal"].append(run_child(fcmd))
-            if ort_ok:
-                try:
-                    runs["ort"].append(run_child(ort_cmd, a.ort_mem_cap))
-                except ChildFailed as e:
-                    ort_ok = False
-                    runs["ort"] = []
-                    print(f"{method:<11} ort     FAILED ({'cap ' + str(a.ort_mem_cap) + ' GB, ' if a.ort_mem_cap else ''}{e})")
+            order = ("frugal", "ort") if pair % 2 == 0 else ("ort", "frugal")
+            pair += 1
+            for tool in order:
+                if tool == "frugal":
+                    runs["frugal"].append(run_child(fcmd))
+                elif ort_ok:
+                    try:
+                        runs["ort"].append(run_child(ort_cmd, a.ort_mem_cap))
+                    except ChildFailed as e:
+                        ort_ok = False
+                        runs["ort"] = []
+                        print(f"{method:<11} ort     FAILED ({'cap ' + str(a.ort_mem_cap) + ' GB, ' if a.ort_mem_cap else ''}{e})")
         tools = [(t, p) for t, p in (("frugal", fq), ("ort", oq)) if runs[t]]
         for tool, _ in tools:
             res[tool] = (float(np.median([w for w, _ in runs[tool]])), float(np.median([m for _, m in runs[tool]])))
