@@ -442,7 +442,8 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
   std::ostringstream text;
   TextTable tt({"node", "op", "quantized", "weight", "activation range", "SQNR dB", "note"});
   for (const auto& n : qr.nodes) {
-    std::string w = n.weight_axis >= 0 ? "per-channel axis " + std::to_string(n.weight_axis)
+    std::string w = n.weight_axis >= 0 ? (n.op_type == "Gather" ? std::string("per-row")
+                                                                 : "per-channel axis " + std::to_string(n.weight_axis))
                     : n.weight_axis == -1 ? "per-tensor" : "-";
     tt.add_row({n.name, n.op_type, n.quantized ? "yes" : "no", w,
                 n.has_input_range ? fmt_range(n.input_min, n.input_max) : "-", fmt_db(n.sqnr_db), n.reason});

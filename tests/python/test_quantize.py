@@ -583,7 +583,7 @@ def test_embedding_table_stored_int8(frugal_bin, tmp_path, mode):
     extra = {"static": ["--data", data], "static_per_tensor": ["--data", data, "--per-tensor"],
              "dynamic": ["--dynamic"], "dynamic_integer": ["--dynamic", "--dynamic-form", "integer"],
              "excluded": ["--dynamic", "--exclude", "word_emb"]}[mode]
-    tl.frugal_quantize(model, out, *extra, report=rep)
+    proc = tl.frugal_quantize(model, out, *extra, report=rep)
     m = onnx.load(str(out))
     onnx.checker.check_model(m)
     inits = tl.initializer_arrays(m)
@@ -608,6 +608,7 @@ def test_embedding_table_stored_int8(frugal_bin, tmp_path, mode):
     per_row = mode != "static_per_tensor"
     assert layers["word_emb"]["quantized"] and layers["word_emb"]["form"] == "weight-only"
     assert layers["word_emb"]["weight"]["axis"] == (0 if per_row else -1)
+    assert re.search(r"word_emb\s+Gather\s+yes\s+" + ("per-row" if per_row else "per-tensor"), proc.stdout), proc.stdout
     # numpy's own int8 symmetric quantize-dequantize (round half to even, as QuantizeLinear).
     s = (np.abs(e).max(axis=1, keepdims=True) if per_row else np.abs(e).max()) / 127.0
     deq = np.clip(np.round(e / s), -127, 127) * s
