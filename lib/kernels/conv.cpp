@@ -253,7 +253,12 @@ inline Tap2d tap_2d(const Geom& g, int64_t kk) {
 // With stride 1, output rows as wide as input rows (same padding) and a small plane, the valid output
 // rows are one contiguous run of the plane, copied at once, after which the pad columns it crossed
 // are zeroed; otherwise row by row (stride 2 as its own loop so that it vectorises).
-// Only output rows [oh0, oh1) when given (a band of the plane, dst then holds (oh1 - oh0) * OW values).
+// Output positions of a band of output rows [oh0, oh1) of a 2-D plane; oh1 < 0: the whole plane.
+inline int64_t band_size(const Geom& g, int64_t oh0, int64_t oh1) {
+  return oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
+}
+
+// Only output rows [oh0, oh1) when given (a band of the plane, dst then holds band_size values).
 template <typename T>
 FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst,
                                  int64_t oh0 = 0, int64_t oh1 = -1) {
@@ -306,8 +311,7 @@ template <typename T>
 FRUGAL_INLINE void im2col_rows_2d(const T* x, const Geom& g, int64_t r0, int64_t r1, T* col, int64_t oh0 = 0,
                                   int64_t oh1 = -1) {
   constexpr int64_t kMaxTaps = 64;
-  const int64_t kvol = g.kvol(), isz = g.in_size();
-  const int64_t osz = oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
+  const int64_t kvol = g.kvol(), isz = g.in_size(), osz = band_size(g, oh0, oh1);
   Tap2d taps[kMaxTaps];
   const bool table = kvol <= kMaxTaps && r1 - r0 >= kvol;
   if (table)
@@ -359,7 +363,7 @@ void im2col_conv(const T* x, int64_t c_count, const Geom& g, T* col, int64_t oh0
     im2col(x, c_count, g, col);
     return;
   }
-  const int64_t rows = c_count * g.kvol(), osz = oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
+  const int64_t rows = c_count * g.kvol(), osz = band_size(g, oh0, oh1);
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(osz, 1)), [&](int64_t r0, int64_t r1) {
     if constexpr (std::is_same_v<T, float>)
       im2col_rows_2d_f32(x, g, r0, r1, col + r0 * osz, oh0, oh1);
@@ -415,7 +419,6 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
     }
   }
   const int64_t band = pointwise ? 0 : im2col_band_rows(g, Kd, sizeof(T));
-  const int64_t OW = g.out[2];
   for (int64_t n = 0; n < N; ++n)
     for (int64_t grp = 0; grp < G; ++grp) {
       const T* xg = x + (n * C + grp * Cg) * isz;
@@ -427,9 +430,9 @@ void conv_forward(const Geom& g, int64_t N, int64_t C, int64_t M, int64_t G, con
         gemm_nn<T>(Mg, osz, Kd, w + grp * Mg * Kd, Kd, col, osz, yg, osz);
       } else {
         for (int64_t oh0 = 0; oh0 < g.out[1]; oh0 += band) {
-          const int64_t oh1 = std::min(g.out[1], oh0 + band), cols = (oh1 - oh0) * OW;
+          const int64_t oh1 = std::min(g.out[1], oh0 + band), cols = band_size(g, oh0, oh1);
           im2col_conv(xg, Cg, g, col, oh0, oh1);
-          gemm_nn<T>(Mg, cols, Kd, w + grp * Mg * Kd, Kd, col, cols, yg + oh0 * OW, osz);
+          gemm_nn<T>(Mg, cols, Kd, w + grp * Mg * Kd, Kd, col, cols, yg + oh0 * g.out[2], osz);
         }
       }
     }

@@ -216,8 +216,7 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       // does not draw its readers into quantization (they are usually a sum and a normalisation).
       const onnx::TensorProto* t = graph.initializer(n.inputs[0]);
       const int64_t rank = t->dims_size();
-      int64_t numel = 1;
-      for (int64_t d : t->dims()) numel *= d;
+      const int64_t numel = shape_numel(Shape(t->dims().begin(), t->dims().end()));
       const int64_t axis = n.get_int("axis", 0);
       if (rank < 2 || (axis != 0 && axis != -rank)) { skip("Gather does not read whole rows of a table (axis != 0)"); continue; }
       if (n.inputs.size() < 2 || graph.initializer(n.inputs[1])) { skip("Gather indices are constant"); continue; }

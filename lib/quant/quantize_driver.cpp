@@ -2,9 +2,6 @@
 // fidelity on held-out data, the --max-drop loop, save, report.
 #include <algorithm>
 #include <chrono>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <future>
 #include <optional>
 #include <cmath>
@@ -207,13 +204,6 @@ StatusOr<QuantizeRunResult> run_quantize(const QuantizeJob& job) {
     }
     co.fingerprint_data = hash;  // shown in the report only
     FRUGAL_ASSIGN_OR_RETURN(table, calibrate(model, *calib_data, co));
-#if defined(__GLIBC__)
-    // The inference's buffers are free now, but those under the 1 MiB mmap threshold (a 128 x 768
-    // activation is 384 KiB) stay in glibc's arenas, the lanes' arenas trimmed lazily: hand them
-    // back, or the pass's int8 weights stack on top of them and set the run's peak (on the
-    // BERT-base-sized encoder, 26 MB were left and the peak was 217 instead of 197 MiB).
-    malloc_trim(0);
-#endif
     mark("calibrate");
     table.model_path = job.model_path.string();
     if (hash) {
