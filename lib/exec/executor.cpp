@@ -60,7 +60,8 @@ struct ExecPlan {
 
 namespace {
 
-// Per-op-type wall time, printed to stderr at exit when FRUGAL_PROFILE_OPS is set (any value but 0).
+// Per-op-type wall time, printed to stderr at exit when FRUGAL_PROFILE_OPS is set (any value but 0;
+// "shapes" adds the input shapes to each row).
 struct OpProfile {
   std::mutex mu;
   std::map<std::string, std::pair<double, int64_t>> by_op;  // seconds, calls
@@ -86,9 +87,9 @@ struct OpProfile {
     for (const auto& kv : by_op) rows.emplace_back(kv.second.first, kv.first);
     std::sort(rows.rbegin(), rows.rend());
     std::fprintf(stderr, "op profile (all runs, warm-up included): %.3f s in kernels\n", total);
-    std::fprintf(stderr, "  %-40s %10s %7s %10s\n", "op", "total ms", "share", "calls");
+    std::fprintf(stderr, "  %-60s %10s %7s %10s\n", "op", "total ms", "share", "calls");
     for (const auto& r : rows)
-      std::fprintf(stderr, "  %-40s %10.2f %6.1f%% %10lld\n", r.second.c_str(), r.first * 1e3,
+      std::fprintf(stderr, "  %-60s %10.2f %6.1f%% %10lld\n", r.second.c_str(), r.first * 1e3,
                    total > 0 ? 100.0 * r.first / total : 0.0, static_cast<long long>(by_op[r.second].second));
   }
 };
@@ -99,6 +100,27 @@ bool profile_ops_enabled() {
     return v && *v && std::string(v) != "0";
   }();
   return on;
+}
+
+// FRUGAL_PROFILE_OPS=shapes: rows per op and input shapes ("Conv 1x64x56x56 64x64x3x3 64").
+bool profile_shapes() {
+  static const bool on = [] {
+    const char* v = std::getenv("FRUGAL_PROFILE_OPS");
+    return v && std::string(v) == "shapes";
+  }();
+  return on;
+}
+
+std::string profile_label(const std::string& op, const std::vector<const Tensor*>& ins) {
+  if (!profile_shapes()) return op;
+  std::string s = op;
+  for (const Tensor* t : ins) {
+    s += ' ';
+    if (!t) continue;
+    const auto& d = t->shape();
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
+  }
+  return s;
 }
 
 class Fuser {
@@ -575,7 +597,7 @@ StatusOr<NamedTensors> Executor::run_impl(const NamedTensors& inputs, const std:
       return node.error(StatusCode::kInternal, std::string("kernel threw: ") + e.what());
     }
     if (profile)
-      OpProfile::get().add(plan ? plan->steps[pos].op_label : node.op_type,
+      OpProfile::get().add(profile_label(plan ? plan->steps[pos].op_label : node.op_type, in_ptrs),
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!st.ok()) return st.message().rfind("node '", 0) == 0 ? st : st.with_context(node.label());
     for (size_t k = 0; k < outs.size(); ++k)

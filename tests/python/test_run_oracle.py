@@ -10,7 +10,9 @@ sqrt(K) * 1.2e-7 per reduction of length K; for the largest reductions here (VGG
 axis or broadcast) give errors of the order of the outputs themselves. The floor of 1 keeps
 probabilities from softmax outputs from demanding sub-ulp agreement.
 """
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +214,42 @@ def test_mnist_expect_wrong_gives_exit_3(frugal_bin, tmp_path):
     tl.write_tensor_pb(bad / "test_data_set_1" / "output_0.pb", arr, name)
     proc = tl.run_frugal(["run", MNIST / "model.onnx", "--data", MNIST, "--expect", bad] + EXPECT_TOL, expect_rc=3)
     assert proc.stderr.strip(), "a failed --expect must say what differed"
+
+
+# ----------------------------------------------------------------------------- op profile
+
+def test_profile_ops_by_shape(frugal_bin, tmp_path):
+    """FRUGAL_PROFILE_OPS=shapes splits the per-op kernel times by input shapes (two convolutions of
+    different shapes in one model give two rows, each called once per sample), =1 keeps one row per
+    op; neither changes the outputs, checked against onnxruntime."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(7)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((6, 4, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["h"], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["h", "w2"], ["y"])],
+        "two_convs",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, 8, 8])],
+        [onnx.numpy_helper.from_array(w1, "w1"), onnx.numpy_helper.from_array(w2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "two_convs.onnx"
+    onnx.save(model, str(path))
+    samples = [{"x": rng.standard_normal((1, 3, 8, 8)).astype(np.float32)} for _ in range(3)]
+    data = tmp_path / "data.npz"
+    tl.write_npz_samples(data, samples)
+    rows = {}
+    for mode in ("shapes", "1"):
+        out = tmp_path / f"out_{mode}"
+        env = dict(os.environ, FRUGAL_PROFILE_OPS=mode)
+        proc = subprocess.run([str(frugal_bin), "run", str(path), "--data", str(data), "-o", str(out)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        _check_against_ort(path, samples, out)
+        table = proc.stderr.split("op profile", 1)[1].splitlines()[2:]
+        # "  LABEL   total ms   share%   calls": the label is everything before the last three fields.
+        rows[mode] = {" ".join(r.split()[:-3]): int(r.split()[-1]) for r in table if r.strip()}
+    assert rows["shapes"] == {"Conv 1x3x8x8 4x3x3x3": 3, "Conv 1x4x8x8 6x4x1x1": 3}, rows["shapes"]
+    assert rows["1"] == {"Conv": 6}, rows["1"]
