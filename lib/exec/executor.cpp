@@ -116,7 +116,10 @@ std::string profile_label(const std::string& op, const std::vector<const Tensor*
   std::string s = op;
   for (const Tensor* t : ins) {
     s += ' ';
-    if (!t) continue;
+    if (!t) {
+      s += '-';  // an optional input left out
+      continue;
+    }
     const auto& d = t->shape();
     for (size_t i = 0; i < d.size(); ++i) s += (i ? "x" : "") + std::to_string(d[i]);
   }

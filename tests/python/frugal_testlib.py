@@ -36,14 +36,17 @@ def frugal_bin_path() -> Path:
 
 
 def run_frugal(args: Sequence, expect_rc: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT,
-               bin_path: Optional[Path] = None, check_msg: str = "") -> subprocess.CompletedProcess:
+               bin_path: Optional[Path] = None, check_msg: str = "",
+               env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Runs `frugal ARGS...` and returns the CompletedProcess (text stdout/stderr).
 
     With expect_rc set, asserts the exit code and shows the command, stdout and stderr on failure.
+    `env`: variables added to this process's environment for the run.
     """
     exe = Path(bin_path) if bin_path else frugal_bin_path()
     cmd = [str(exe)] + [str(a) for a in args]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
+                          env=dict(os.environ, **env) if env else None)
     if expect_rc is not None and proc.returncode != expect_rc:
         raise AssertionError(
             f"{check_msg}{' ' if check_msg else ''}`{' '.join(cmd)}` exited {proc.returncode}, expected {expect_rc}\n"

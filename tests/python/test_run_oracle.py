@@ -10,9 +10,7 @@ sqrt(K) * 1.2e-7 per reduction of length K; for the largest reductions here (VGG
 axis or broadcast) give errors of the order of the outputs themselves. The floor of 1 keeps
 probabilities from softmax outputs from demanding sub-ulp agreement.
 """
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -243,10 +241,8 @@ def test_profile_ops_by_shape(frugal_bin, tmp_path):
     rows = {}
     for mode in ("shapes", "1"):
         out = tmp_path / f"out_{mode}"
-        env = dict(os.environ, FRUGAL_PROFILE_OPS=mode)
-        proc = subprocess.run([str(frugal_bin), "run", str(path), "--data", str(data), "-o", str(out)],
-                              env=env, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
+        proc = tl.run_frugal(["run", path, "--data", data, "-o", out], expect_rc=0,
+                             env={"FRUGAL_PROFILE_OPS": mode})
         _check_against_ort(path, samples, out)
         table = proc.stderr.split("op profile", 1)[1].splitlines()[2:]
         # "  LABEL   total ms   share%   calls": the label is everything before the last three fields.
