@@ -94,25 +94,21 @@ struct OpProfile {
   }
 };
 
-bool profile_ops_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("FRUGAL_PROFILE_OPS");
-    return v && *v && std::string(v) != "0";
-  }();
-  return on;
-}
+// FRUGAL_PROFILE_OPS, read once: unset, empty or 0 (off), "shapes" (rows per op and input shapes,
+// "Conv 1x64x56x56 64x64x3x3 64"), anything else (rows per op).
+enum class ProfileMode { kOff, kOps, kShapes };
 
-// FRUGAL_PROFILE_OPS=shapes: rows per op and input shapes ("Conv 1x64x56x56 64x64x3x3 64").
-bool profile_shapes() {
-  static const bool on = [] {
+ProfileMode profile_mode() {
+  static const ProfileMode m = [] {
     const char* v = std::getenv("FRUGAL_PROFILE_OPS");
-    return v && std::string(v) == "shapes";
+    if (!v || !*v || std::string(v) == "0") return ProfileMode::kOff;
+    return std::string(v) == "shapes" ? ProfileMode::kShapes : ProfileMode::kOps;
   }();
-  return on;
+  return m;
 }
 
 std::string profile_label(const std::string& op, const std::vector<const Tensor*>& ins) {
-  if (!profile_shapes()) return op;
+  if (profile_mode() != ProfileMode::kShapes) return op;
   std::string s = op;
   for (const Tensor* t : ins) {
     s += ' ';
@@ -546,7 +542,7 @@ StatusOr<NamedTensors> Executor::run_impl(const NamedTensors& inputs, const std:
     auto lu = last_use_.find(name);
     return lu != last_use_.end() && lu->second == pos;
   };
-  const bool profile = profile_ops_enabled();
+  const bool profile = profile_mode() != ProfileMode::kOff;
 
   const auto& order = graph_.topo_order();
   const size_t steps = plan ? plan->steps.size() : order.size();

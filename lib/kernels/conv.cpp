@@ -249,15 +249,15 @@ inline Tap2d tap_2d(const Geom& g, int64_t kk) {
   return t;
 }
 
-// One im2col row: tap t of channel plane xc [IH, IW] for every output position, out-of-range taps 0.
-// With stride 1, output rows as wide as input rows (same padding) and a small plane, the valid output
-// rows are one contiguous run of the plane, copied at once, after which the pad columns it crossed
-// are zeroed; otherwise row by row (stride 2 as its own loop so that it vectorises).
 // Output positions of a band of output rows [oh0, oh1) of a 2-D plane; oh1 < 0: the whole plane.
 inline int64_t band_size(const Geom& g, int64_t oh0, int64_t oh1) {
   return oh1 < 0 ? g.out_size() : (oh1 - oh0) * g.out[2];
 }
 
+// One im2col row: tap t of channel plane xc [IH, IW] for every output position, out-of-range taps 0.
+// With stride 1, output rows as wide as input rows (same padding) and a small plane, the valid output
+// rows are one contiguous run of the plane, copied at once, after which the pad columns it crossed
+// are zeroed; otherwise row by row (stride 2 as its own loop so that it vectorises).
 // Only output rows [oh0, oh1) when given (a band of the plane, dst then holds band_size values).
 template <typename T>
 FRUGAL_INLINE void im2col_row_2d(const T* __restrict xc, const Geom& g, const Tap2d& t, T* __restrict dst,

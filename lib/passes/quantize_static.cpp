@@ -429,7 +429,11 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
   //   per tensor: Gather(tq<j>, idx) -> int8 rows -> DequantizeLinear -> the original output
   // Only the rows an inference reads are widened back to float, never the whole table.
   std::map<size_t, std::vector<onnx::NodeProto>> replaced_nodes;
-  std::map<std::string, std::pair<std::pair<std::string, std::string>, QuantizedWeight>> tcache;  // table -> names, scales
+  struct StoredTable {
+    std::string q, scale;  // initializer names: int8 table, scales
+    QuantizedWeight w;     // axis, range and scales (its q stays empty)
+  };
+  std::map<std::string, StoredTable> tcache;  // by float table name
   int table_count = 0, lookup_count = 0;
   for (size_t ni : graph.topo_order()) {
     if (!table_rows[ni]) continue;
@@ -450,10 +454,11 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
       } else {
         sn = params.get("scale", Tensor::scalar<float>(qw.scales[0]));
       }
-      tit = tcache.emplace(tname, std::make_pair(std::make_pair(qn, sn), std::move(qw))).first;
+      tit = tcache.emplace(tname, StoredTable{qn, sn, std::move(qw)}).first;
       replaced_inits.insert(tname);
     }
-    const auto& [qn, sn] = tit->second.first;
+    const std::string& qn = tit->second.q;
+    const std::string& sn = tit->second.scale;
     const std::string j = std::to_string(lookup_count++);
     const std::string rows = names.make("trows" + j);
     onnx::NodeProto gather = g->node(static_cast<int>(ni));
@@ -477,9 +482,9 @@ StatusOr<QuantizeResult> quantize_impl(const Model& model, const CalibrationTabl
     }
     replaced_nodes[ni] = std::move(chain);
     NodeQuantInfo& info = infos[ni];
-    info.weight_axis = tit->second.second.axis;
-    info.weight_min = tit->second.second.min;
-    info.weight_max = tit->second.second.max;
+    info.weight_axis = tit->second.w.axis;
+    info.weight_min = tit->second.w.min;
+    info.weight_max = tit->second.w.max;
   }
 
   // Node list: front (weights, graph-input QDQ), then each original node followed by its outputs' QDQ.
