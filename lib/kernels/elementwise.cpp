@@ -13,6 +13,7 @@
 #include "elementwise_math.h"
 #include "elementwise_util.h"
 #include "families.h"
+#include "gemm_epilogue.h"
 #include "kernel_util.h"
 
 namespace frugal::kernels {
@@ -91,8 +92,17 @@ void arith_typed(BinOp op, const BinaryPlan& p, const T* a, const T* b, T* o) {
   }
 }
 
-// out = a op b for same-dtype numeric tensors (16-bit floats must already be float32).
-Status arith(BinOp op, const Tensor& a, const Tensor& b, const Shape& b_shape, const NodeDef& node, Tensor& out) {
+// relu(x) for the fused activation; NaN stays NaN, as onnxruntime's Relu keeps it.
+template <typename T>
+T relu_of(T x) {
+  return x > T(0) ? x : (x == x ? T(0) : x);
+}
+
+// out = a op b for same-dtype numeric tensors (16-bit floats must already be float32); with relu, a
+// Relu fused into this node by the Executor follows (in the same pass for a float Add: a residual
+// Add + Relu then reads and writes each value once).
+Status arith(BinOp op, const Tensor& a, const Tensor& b, const Shape& b_shape, const NodeDef& node, Tensor& out,
+             bool relu = false) {
   if (a.dtype() != b.dtype())
     return node.error(StatusCode::kInvalidModel, std::string("input dtypes differ: ") + dtype_name(a.dtype()) +
                                                      " vs " + dtype_name(b.dtype()));
@@ -100,7 +110,15 @@ Status arith(BinOp op, const Tensor& a, const Tensor& b, const Shape& b_shape, c
   return dispatch_numeric(a.dtype(), node, [&](auto tag) -> Status {
     using T = typename decltype(tag)::type;
     out = Tensor::uninitialized(a.dtype(), plan.out);
-    arith_typed<T>(op, plan, a.data<T>(), b.data<T>(), out.mut<T>());
+    T* o = out.mut<T>();
+    if constexpr (std::is_floating_point_v<T>) {
+      if (relu && op == BinOp::kAdd) {
+        binary_apply(plan, a.data<T>(), b.data<T>(), o, [](T x, T y) { return relu_of(T(x + y)); });
+        return Status();
+      }
+    }
+    arith_typed<T>(op, plan, a.data<T>(), b.data<T>(), o);
+    if (relu) unary_map(o, o, out.numel(), [](T x) { return relu_of(x); });
     return Status();
   });
 }
@@ -138,17 +156,8 @@ StatusOr<Shape> rhs_shape(const LegacyBroadcast& l, const Tensor& a, const Tenso
   return legacy_b_shape(a.shape(), b.shape(), l.axis, node);
 }
 
-// A Relu fused into this Add/Sum by the Executor's plan-time fusion (private attribute, see
-// gemm_epilogue.h), applied in place to the freshly computed output.
-Status apply_fused_relu(const NodeDef& node, Tensor& out) {
-  if (node.get_string("_frugal_activation", "") != "Relu") return Status();
-  return dispatch_numeric(out.dtype(), node, [&](auto tag) -> Status {
-    using T = typename decltype(tag)::type;
-    T* d = out.mut<T>();
-    unary_map(d, d, out.numel(), [](T x) { return x > T(0) ? x : (x == x ? T(0) : x); });
-    return Status();
-  });
-}
+// Whether the Executor's plan-time fusion put a Relu into this Add/Sum (see gemm_epilogue.h).
+bool has_fused_relu(const NodeDef& node) { return activation_of(node) == Activation::kRelu; }
 
 KernelFactory binary_arith(BinOp op) {
   return [op](const NodeDef& node) -> StatusOr<KernelPtr> {
@@ -158,8 +167,7 @@ KernelFactory binary_arith(BinOp op) {
     return make_kernel([node, eff, legacy](KernelContext& ctx) -> Status {
       return with_half_as_float(ctx, {ctx.input(0), ctx.input(1)}, [&](std::vector<Tensor>& in, Tensor& out) {
         FRUGAL_ASSIGN_OR_RETURN(Shape bs, rhs_shape(legacy, in[0], in[1], node));
-        FRUGAL_RETURN_IF_ERROR(arith(eff, in[0], in[1], bs, node, out));
-        return apply_fused_relu(node, out);
+        return arith(eff, in[0], in[1], bs, node, out, has_fused_relu(node));
       });
     });
   };
@@ -174,10 +182,12 @@ KernelFactory variadic(BinOp op, bool mean) {
         if (ctx.has_input(i)) ins.push_back(ctx.input(i));
       if (ins.empty()) return node.error(StatusCode::kInvalidModel, "needs at least one input");
       return with_half_as_float(ctx, ins, [&](std::vector<Tensor>& in, Tensor& out) -> Status {
+        // The Executor fuses a Relu only into a Sum of two or more inputs; it goes with the last step.
         Tensor acc = in[0];
         for (size_t i = 1; i < in.size(); ++i) {
           Tensor next;
-          FRUGAL_RETURN_IF_ERROR(arith(op, acc, in[i], in[i].shape(), node, next));
+          const bool last = i + 1 == in.size();
+          FRUGAL_RETURN_IF_ERROR(arith(op, acc, in[i], in[i].shape(), node, next, last && !mean && has_fused_relu(node)));
           acc = next;
         }
         if (mean && in.size() > 1) {
@@ -190,8 +200,6 @@ KernelFactory variadic(BinOp op, bool mean) {
           }));
         }
         out = acc;
-        // The Executor fuses a Relu only into a Sum of two or more inputs, so `out` is a fresh tensor.
-        if (in.size() > 1) return apply_fused_relu(node, out);
         return Status();
       });
     });

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -251,6 +252,38 @@ TEST_CASE("Sum and Add followed by Relu fuse and match hand values", "[executor]
   REQUIRE(out.ok());
   CHECK(values(*out, 0) == std::vector<float>{1.5f, 0, 0, 1});
   CHECK(values(*out, 1) == std::vector<float>{1.5f, 0, 0, 0});
+}
+
+TEST_CASE("a fused Relu after a broadcast Add keeps NaN and covers integer sums", "[executor][fusion]") {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2,3] a, float[3] b, int32[3] i, int32[3] j) => (float[2,3] y, int32[3] z) {
+      t = Add(a, b)
+      y = Relu(t)
+      s = Sum(i, j)
+      z = Relu(s)
+    }
+  )";
+  auto ex = Executor::create(parse_model(text));
+  REQUIRE(ex.ok());
+  CHECK((*ex)->fused_node_count() == 2);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  NamedTensors in{{"a", Tensor::from_vector<float>({2, 3}, {1, -2, nan, -4, 5, 0.25f})},
+                  {"b", Tensor::from_vector<float>({3}, {0.5f, 1, -1})},
+                  {"i", Tensor::from_vector<int32_t>({3}, {3, -7, 2})},
+                  {"j", Tensor::from_vector<int32_t>({3}, {-1, 4, -2})}};
+  auto out = (*ex)->run(in);
+  REQUIRE(out.ok());
+  const std::vector<float> y = values(*out, 0);
+  REQUIRE(y.size() == 6);
+  CHECK(y[0] == 1.5f);
+  CHECK(y[1] == 0.0f);
+  CHECK(std::isnan(y[2]));  // Relu(NaN) stays NaN, as in onnxruntime
+  CHECK(y[3] == 0.0f);
+  CHECK(y[4] == 6.0f);
+  CHECK(y[5] == 0.0f);
+  auto z = (*out)[1].second.span<int32_t>();
+  CHECK(std::vector<int32_t>(z.begin(), z.end()) == std::vector<int32_t>{2, 0, 0});
 }
 
 namespace {
