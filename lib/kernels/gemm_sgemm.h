@@ -88,6 +88,10 @@ struct PfStream {
   }
 };
 
+#ifdef FRUGAL_SGEMM_FULL_TILE
+#include FRUGAL_SGEMM_FULL_TILE
+#endif
+
 // C tile [R x (NV-1)*W + last_n] = alpha * op(A)[R x kc] * Bpanel[kc x NV*W] + beta * C.
 // A element (r, k) is a[r * lda + k] (rows) or a[k * lda + r] (kACols). B row k starts at b + k * bs;
 // kBMask loads only the first last_n floats of B's last vector (B read in place, not padded).
@@ -97,6 +101,14 @@ template <int R, int NV, bool kACols, bool kBMask>
 inline void micro(int64_t kc, const float* __restrict a, int64_t lda, const float* __restrict b, int64_t bs,
                   int last_n, float* __restrict c, int64_t ldc, float alpha, float beta,
                   PfStream* pa, PfStream* pb) {
+#ifdef FRUGAL_SGEMM_FULL_TILE
+  // The ISA's hand-scheduled full tile (packed B, the usual alpha and beta), where it has one.
+  if constexpr (R == kMR && NV == kNV && !kBMask)
+    if (alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && bs == NR && last_n == W) {
+      full_tile<kACols>(kc, a, lda, b, c, ldc, beta != 0.0f, pa, pb);
+      return;
+    }
+#endif
   VR acc[R][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)

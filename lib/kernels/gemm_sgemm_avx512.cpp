@@ -1,6 +1,8 @@
 // The hand-written float32 GEMM of gemm_sgemm.h built for AVX-512F (selected at run time by gemm.cpp):
-// 8 x 48 register tile (24 zmm accumulators, three B vectors, A broadcast from memory into the FMA).
+// 8 x 48 register tile (24 zmm accumulators, three B vectors, one broadcast A value); the full tile is
+// the inline assembly of gemm_sgemm_avx512_tile.h.
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
@@ -77,5 +79,6 @@ constexpr int kNV = 3;
 }  // namespace frugal::kernels::sgemm_avx512
 
 #define FRUGAL_SGEMM_NS sgemm_avx512
+#define FRUGAL_SGEMM_FULL_TILE "gemm_sgemm_avx512_tile.h"
 #include "gemm_sgemm.h"
 #endif
