@@ -186,8 +186,8 @@ KernelFactory variadic(BinOp op, bool mean) {
         Tensor acc = in[0];
         for (size_t i = 1; i < in.size(); ++i) {
           Tensor next;
-          const bool last = i + 1 == in.size();
-          FRUGAL_RETURN_IF_ERROR(arith(op, acc, in[i], in[i].shape(), node, next, last && !mean && has_fused_relu(node)));
+          const bool relu = i + 1 == in.size() && !mean && has_fused_relu(node);
+          FRUGAL_RETURN_IF_ERROR(arith(op, acc, in[i], in[i].shape(), node, next, relu));
           acc = next;
         }
         if (mean && in.size() > 1) {
