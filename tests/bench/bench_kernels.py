@@ -18,6 +18,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+import machine  # tests/bench/machine.py: the fingerprint printed at the start and end
+
 rng = np.random.default_rng(0)
 
 
@@ -132,6 +134,7 @@ def main():
     ap.add_argument("--min-seconds", type=float, default=1.0)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    print(machine.describe("at start"), flush=True)
     print(f"{'case':28s}" + "".join(f" {'ort' + str(t):>9s} {'frugal' + str(t):>9s} {'ratio':>6s}" for t in threads))
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in CASES:
@@ -157,3 +160,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    print(machine.describe("at end"), flush=True)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+import machine  # tests/bench/machine.py: the fingerprint printed at the start and end
+
 REPO = Path(__file__).resolve().parents[2]
 FRUGAL = Path(os.environ.get("FRUGAL_BIN", REPO / "build" / "apps" / "frugal" / "frugal"))
 
@@ -153,6 +155,7 @@ def main():
     samples = [{k: hz[k][i] for k in hz.keys()} for i in range(hz[list(hz.keys())[0]].shape[0])]
     n_calib = np.load(calib)[list(np.load(calib).keys())[0]].shape[0]
     print(f"model {a.model}, {n_calib} calibration samples, {len(samples)} held-out samples")
+    print(machine.describe("at start"), flush=True)
     print(f"{'method':<11} {'tool':<7} {'wall s':>8} {'peak MiB':>9} {'cosine':>9} {'top1 agr':>9}")
     pair = 0  # pairs of runs so far: even ones start with frugal, odd ones with onnxruntime
     for method in a.methods.split(","):
@@ -196,3 +199,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    print(machine.describe("at end"), flush=True)
