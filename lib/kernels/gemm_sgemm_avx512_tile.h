@@ -28,26 +28,31 @@ static_assert(offsetof(PfStream, p) == 0 && offsetof(PfStream, row) == 8 && offs
   "vmovups " #kk "*192(%[b]), %%zmm24\n\t"               \
   "vmovups " #kk "*192+64(%[b]), %%zmm25\n\t"            \
   "vmovups " #kk "*192+128(%[b]), %%zmm26\n\t"
-// One k with A k-major (the 8 values of k side by side at a + kk*32).
-#define FRUGAL_T_KCOL(kk) FRUGAL_T_B(kk)                 \
-  FRUGAL_T_ROW(#kk "*32(%[a])", 0, 1, 2)                 \
-  FRUGAL_T_ROW(#kk "*32+4(%[a])", 3, 4, 5)               \
-  FRUGAL_T_ROW(#kk "*32+8(%[a])", 6, 7, 8)               \
-  FRUGAL_T_ROW(#kk "*32+12(%[a])", 9, 10, 11)            \
-  FRUGAL_T_ROW(#kk "*32+16(%[a])", 12, 13, 14)           \
-  FRUGAL_T_ROW(#kk "*32+20(%[a])", 15, 16, 17)           \
-  FRUGAL_T_ROW(#kk "*32+24(%[a])", 18, 19, 20)           \
-  FRUGAL_T_ROW(#kk "*32+28(%[a])", 21, 22, 23)
-// One k with A as rows: row r at a + r*ld bytes, reached from a, a3 = a + 3 ld and a6 = a + 6 ld.
-#define FRUGAL_T_KROW(kk) FRUGAL_T_B(kk)                 \
-  FRUGAL_T_ROW(#kk "*4(%[a])", 0, 1, 2)                  \
-  FRUGAL_T_ROW(#kk "*4(%[a],%[ld],1)", 3, 4, 5)          \
-  FRUGAL_T_ROW(#kk "*4(%[a],%[ld],2)", 6, 7, 8)          \
-  FRUGAL_T_ROW(#kk "*4(%[a3])", 9, 10, 11)               \
-  FRUGAL_T_ROW(#kk "*4(%[a],%[ld],4)", 12, 13, 14)       \
-  FRUGAL_T_ROW(#kk "*4(%[a3],%[ld],2)", 15, 16, 17)      \
-  FRUGAL_T_ROW(#kk "*4(%[a6])", 18, 19, 20)              \
-  FRUGAL_T_ROW(#kk "*4(%[a6],%[ld],1)", 21, 22, 23)
+// One k of the whole tile: B's row kk, then the eight rows, row r taking A's value at address
+// A(kk, r) and accumulating into zmm 3r..3r+2.
+#define FRUGAL_T_K(kk, A) FRUGAL_T_B(kk)                 \
+  FRUGAL_T_ROW(A(kk, 0), 0, 1, 2)                        \
+  FRUGAL_T_ROW(A(kk, 1), 3, 4, 5)                        \
+  FRUGAL_T_ROW(A(kk, 2), 6, 7, 8)                        \
+  FRUGAL_T_ROW(A(kk, 3), 9, 10, 11)                      \
+  FRUGAL_T_ROW(A(kk, 4), 12, 13, 14)                     \
+  FRUGAL_T_ROW(A(kk, 5), 15, 16, 17)                     \
+  FRUGAL_T_ROW(A(kk, 6), 18, 19, 20)                     \
+  FRUGAL_T_ROW(A(kk, 7), 21, 22, 23)
+// A k-major: the 8 values of k side by side at a + kk*32.
+#define FRUGAL_T_ACOL(kk, r) #kk "*32+" #r "*4(%[a])"
+#define FRUGAL_T_KCOL(kk) FRUGAL_T_K(kk, FRUGAL_T_ACOL)
+// A as rows: row r at a + r*ld bytes, reached from a, a3 = a + 3 ld and a6 = a + 6 ld.
+#define FRUGAL_T_AROW(kk, r) FRUGAL_T_AROW_##r(#kk "*4")
+#define FRUGAL_T_AROW_0(d) d "(%[a])"
+#define FRUGAL_T_AROW_1(d) d "(%[a],%[ld],1)"
+#define FRUGAL_T_AROW_2(d) d "(%[a],%[ld],2)"
+#define FRUGAL_T_AROW_3(d) d "(%[a3])"
+#define FRUGAL_T_AROW_4(d) d "(%[a],%[ld],4)"
+#define FRUGAL_T_AROW_5(d) d "(%[a3],%[ld],2)"
+#define FRUGAL_T_AROW_6(d) d "(%[a6])"
+#define FRUGAL_T_AROW_7(d) d "(%[a6],%[ld],1)"
+#define FRUGAL_T_KROW(kk) FRUGAL_T_K(kk, FRUGAL_T_AROW)
 // One step of the PfStream at %[s] (PfStream::step: fields p, row, left_row, lpr, stride at byte
 // offsets 0-32, n at 56): while it has lines for this call, prefetch the next one into L2.
 #define FRUGAL_T_PF(s)                                   \
@@ -148,7 +153,18 @@ void full_tile(int64_t kc, const float* a, int64_t lda, const float* b, float* c
 #undef FRUGAL_T_S
 #undef FRUGAL_T_ROW
 #undef FRUGAL_T_B
+#undef FRUGAL_T_K
+#undef FRUGAL_T_ACOL
 #undef FRUGAL_T_KCOL
+#undef FRUGAL_T_AROW
+#undef FRUGAL_T_AROW_0
+#undef FRUGAL_T_AROW_1
+#undef FRUGAL_T_AROW_2
+#undef FRUGAL_T_AROW_3
+#undef FRUGAL_T_AROW_4
+#undef FRUGAL_T_AROW_5
+#undef FRUGAL_T_AROW_6
+#undef FRUGAL_T_AROW_7
 #undef FRUGAL_T_KROW
 #undef FRUGAL_T_PF
 #undef FRUGAL_T_ZERO3
