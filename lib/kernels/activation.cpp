@@ -61,7 +61,7 @@ __attribute__((always_inline)) inline void activate_chunk(Act a, const ActParams
   const T alpha = static_cast<T>(p.alpha), beta = static_cast<T>(p.beta), gamma = static_cast<T>(p.gamma);
   auto unary_map = [](const T* in, T* out, int64_t len, auto f) { map_chunk(in, out, len, f); };
   switch (a) {
-    case Act::kRelu: return unary_map(x, o, n, [](T v) { return v > T(0) ? v : T(0); });
+    case Act::kRelu: return unary_map(x, o, n, [](T v) { return relu_value(v); });
     case Act::kLeakyRelu: return unary_map(x, o, n, [alpha](T v) { return v >= T(0) ? v : alpha * v; });
     case Act::kElu: return unary_map(x, o, n, [alpha](T v) { return v >= T(0) ? v : alpha * std::expm1(v); });
     case Act::kSelu:
@@ -146,7 +146,7 @@ KernelFactory activation(Act a) {
         return dispatch_int(in0.dtype(), node, [&](auto tag) -> Status {
           using T = typename decltype(tag)::type;
           Tensor out = Tensor::uninitialized(in0.dtype(), in0.shape());
-          unary_map(in0.data<T>(), out.mut<T>(), in0.numel(), [](T v) { return v > T(0) ? v : T(0); });
+          unary_map(in0.data<T>(), out.mut<T>(), in0.numel(), [](T v) { return relu_value(v); });
           ctx.set_output(0, out);
           return Status();
         });

@@ -45,7 +45,7 @@ void add_bias(T* y, const T* bias, int64_t N, int64_t M, int64_t plane, Activati
       } else {
         for (int64_t i = 0; i < plane; ++i) {
           T v = yp[i] + b;
-          if (act == Activation::kRelu) v = v > T(0) ? v : (v == v ? T(0) : v);
+          if (act == Activation::kRelu) v = relu_value(v);
           if (act == Activation::kGelu) v = static_cast<T>(gelu_erf(static_cast<float>(v)));
           yp[i] = v;
         }

@@ -92,12 +92,6 @@ void arith_typed(BinOp op, const BinaryPlan& p, const T* a, const T* b, T* o) {
   }
 }
 
-// relu(x) for the fused activation; NaN stays NaN, as onnxruntime's Relu keeps it.
-template <typename T>
-T relu_of(T x) {
-  return x > T(0) ? x : (x == x ? T(0) : x);
-}
-
 // out = a op b for same-dtype numeric tensors (16-bit floats must already be float32); with relu, a
 // Relu fused into this node by the Executor follows (in the same pass for a float Add: a residual
 // Add + Relu then reads and writes each value once).
@@ -113,12 +107,12 @@ Status arith(BinOp op, const Tensor& a, const Tensor& b, const Shape& b_shape, c
     T* o = out.mut<T>();
     if constexpr (std::is_floating_point_v<T>) {
       if (relu && op == BinOp::kAdd) {
-        binary_apply(plan, a.data<T>(), b.data<T>(), o, [](T x, T y) { return relu_of(T(x + y)); });
+        binary_apply(plan, a.data<T>(), b.data<T>(), o, [](T x, T y) { return relu_value(T(x + y)); });
         return Status();
       }
     }
     arith_typed<T>(op, plan, a.data<T>(), b.data<T>(), o);
-    if (relu) unary_map(o, o, out.numel(), [](T x) { return relu_of(x); });
+    if (relu) unary_map(o, o, out.numel(), [](T x) { return relu_value(x); });
     return Status();
   });
 }

@@ -11,6 +11,13 @@
 
 namespace frugal::kernels {
 
+// Relu as onnxruntime computes it, for every Relu frugal runs (the kernel and the ones fused into a
+// product, a convolution or an Add): negative values become 0, NaN stays NaN.
+template <typename T>
+inline T relu_value(T x) {
+  return x > T(0) ? x : (x == x ? T(0) : x);
+}
+
 inline float vexpf(float x) {
   // Past kHi exp overflows float; below kLo even the smallest denormal rounds to 0.
   constexpr float kHi = 88.7228393554688f, kLo = -103.972084045410f;

@@ -39,10 +39,7 @@ FRUGAL_CLONES inline void bias_act_run(float* __restrict y, int64_t n, float bia
       for (int64_t i = 0; i < n; ++i) y[i] += bias;
       break;
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = y[i] + bias;
-        y[i] = v > 0.0f ? v : (v == v ? 0.0f : v);
-      }
+      for (int64_t i = 0; i < n; ++i) y[i] = relu_value(y[i] + bias);
       break;
     case Activation::kGelu:
       for (int64_t i = 0; i < n; ++i) y[i] = gelu_erf(y[i] + bias);
@@ -61,10 +58,7 @@ FRUGAL_CLONES inline void row_bias_act(float* __restrict y, int64_t rows, int64_
           for (int64_t j = 0; j < n; ++j) yr[j] += bias[j];
         break;
       case Activation::kRelu:
-        for (int64_t j = 0; j < n; ++j) {
-          const float v = yr[j] + (bias ? bias[j] : 0.0f);
-          yr[j] = v > 0.0f ? v : (v == v ? 0.0f : v);
-        }
+        for (int64_t j = 0; j < n; ++j) yr[j] = relu_value(yr[j] + (bias ? bias[j] : 0.0f));
         break;
       case Activation::kGelu:
         for (int64_t j = 0; j < n; ++j) yr[j] = gelu_erf(yr[j] + (bias ? bias[j] : 0.0f));

@@ -73,6 +73,12 @@ TEST_CASE("Activations: extremes, NaN and integer Relu", "[activation]") {
   auto sp = vals<float>(run1(anode("Softplus", 22, 1), {tf({2}, {100.f, -20.f})}));
   CHECK(sp[0] == Approx(100.f));
   CHECK(sp[1] == Approx(std::exp(-20.0)).epsilon(1e-5));
+  // Relu keeps NaN, as onnxruntime's Relu does (checked there) and as frugal's fused Relus do.
+  auto rf = vals<float>(run1(anode("Relu", 14, 1), {tf({4}, {nan, -inf, inf, -2.f})}));
+  CHECK(std::isnan(rf[0]));
+  CHECK(rf[1] == 0.f);
+  CHECK(rf[2] == inf);
+  CHECK(rf[3] == 0.f);
   auto r = vals<int32_t>(run1(anode("Relu", 14, 1), {Tensor::from_vector<int32_t>({3}, {-5, 0, 9})}));
   CHECK(r == std::vector<int32_t>{0, 0, 9});
   // Threaded path: 50021 elements.

@@ -287,3 +287,37 @@ def test_repeated_inference_does_not_fault_activations_back_in(frugal_bin, tmp_p
     few, many = faults(20), faults(220)
     pages_per_output = 512 * 14 * 14 * 4 // 4096
     assert many - few < 200 * pages_per_output // 4, (few, many)
+
+
+def test_relu_keeps_nan_fused_or_not_as_onnxruntime(frugal_bin, tmp_path):
+    """A Relu that runs alone, one fused into a residual Add and one fused into a Conv's epilogue all
+    give onnxruntime's values on inputs holding NaN and infinities (NaN stays NaN), NaN positions
+    compared exactly."""
+    from onnx import TensorProto, helper
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((2, 2, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["alone"]),
+         helper.make_node("Add", ["x", "y"], ["s"]), helper.make_node("Relu", ["s"], ["after_add"]),
+         helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Relu", ["c"], ["after_conv"])],
+        "relus",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 3]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 2, 3])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 2, 3]) for n in ("alone", "after_add", "after_conv")],
+        [onnx.numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "relus.onnx"
+    onnx.save(model, str(path))
+    x = np.array([np.nan, -1, 2, np.inf, -np.inf, 0.5, -3, np.nan, 4, -0.25, 1, -2], np.float32).reshape(1, 2, 2, 3)
+    y = rng.standard_normal((1, 2, 2, 3)).astype(np.float32)
+    samples = [{"x": x, "y": y}]
+    data = tmp_path / "data.npz"
+    tl.write_npz_samples(data, samples)
+    got = tl.frugal_run_outputs(path, data, tmp_path / "out")[0]
+    ref = tl.ort_run(path, samples[0])
+    for k, name in enumerate(("alone", "after_add", "after_conv")):
+        assert np.isnan(ref[name]).any(), name  # the case is about NaN reaching each Relu
+        np.testing.assert_array_equal(np.isnan(got[k]), np.isnan(ref[name]), err_msg=name)
+        np.testing.assert_allclose(np.nan_to_num(got[k]), np.nan_to_num(ref[name]), rtol=1e-6, atol=1e-6,
+                                   err_msg=name)
