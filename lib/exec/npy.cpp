@@ -1,8 +1,6 @@
 // numpy .npy / .npz reading and .npy writing. Only what numpy writes for plain numeric arrays:
-// little-endian, C order, format versions 1-3, .npz stored or deflated (libzip). read_npy/read_npz
+// little-endian, C order, format versions 1-3, .npz stored or deflated (zip_reader.h). read_npy/read_npz
 // load whole files; ArrayFile (npy_stream.h) reads byte ranges of the arrays for streaming datasets.
-#include <zip.h>
-
 #include <algorithm>
 #include <cstring>
 #include <fstream>
@@ -12,6 +10,7 @@
 #include "frugal/dataset.h"
 #include "frugal/file_util.h"
 #include "npy_stream.h"
+#include "zip_reader.h"
 
 namespace frugal {
 
@@ -128,42 +127,22 @@ Status write_npy(const std::filesystem::path& path, const Tensor& t) {
 
 namespace {
 
-// Calls fn(name, bytes) for each .npy entry of an .npz, reading at most `limit` bytes of each.
+bool is_npy_entry(const std::string& name) { return name.size() >= 4 && name.compare(name.size() - 4, 4, ".npy") == 0; }
+
+// Calls fn(name, bytes) for each .npy entry of an .npz, reading at most `limit` bytes of each (an
+// entry read to its end has its CRC checked).
 Status for_each_npz_entry(const std::filesystem::path& path, size_t limit,
                           const std::function<Status(const std::string&, const std::string&)>& fn) {
-  int err = 0;
-  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &err);
-  if (!z) {
-    if (!std::filesystem::exists(path)) return NotFound("array archive '" + path.string() + "' does not exist");
-    return InvalidData("'" + path.string() + "' is not a valid .npz (zip) archive");
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<ZipArchive> z, ZipArchive::open(path));
+  for (size_t i = 0; i < z->entries().size(); ++i) {
+    const ZipEntry& ent = z->entries()[i];
+    if (!is_npy_entry(ent.name)) continue;
+    FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<ZipEntryReader> r, z->open_entry(i));
+    std::string buf(static_cast<size_t>(std::min<uint64_t>(ent.size, limit)), '\0');
+    FRUGAL_RETURN_IF_ERROR(r->read_exact(buf.data(), buf.size()));
+    FRUGAL_RETURN_IF_ERROR(fn(ent.name.substr(0, ent.name.size() - 4), buf));
   }
-  const zip_int64_t n = zip_get_num_entries(z, 0);
-  Status status;
-  for (zip_int64_t i = 0; i < n && status.ok(); ++i) {
-    zip_stat_t st;
-    if (zip_stat_index(z, static_cast<zip_uint64_t>(i), 0, &st) != 0) {
-      status = InvalidData(path.string() + ": unreadable entry " + std::to_string(i));
-      break;
-    }
-    std::string name = st.name;
-    if (name.size() < 4 || name.substr(name.size() - 4) != ".npy") continue;
-    const size_t want = std::min<size_t>(static_cast<size_t>(st.size), limit);
-    std::string buf(want, '\0');
-    zip_file_t* f = zip_fopen_index(z, static_cast<zip_uint64_t>(i), 0);
-    if (!f) {
-      status = InvalidData(path.string() + ": cannot open entry '" + name + "'");
-      break;
-    }
-    const zip_int64_t got = zip_fread(f, buf.data(), want);
-    zip_fclose(f);
-    if (got != static_cast<zip_int64_t>(want)) {
-      status = InvalidData(path.string() + ": entry '" + name + "' is truncated or corrupt");
-      break;
-    }
-    status = fn(name.substr(0, name.size() - 4), buf);
-  }
-  zip_close(z);
-  return status;
+  return OkStatus();
 }
 
 }  // namespace
@@ -266,33 +245,13 @@ class NpyArrayFile : public ArrayFile {
 
 class NpzArrayFile : public ArrayFile {
  public:
-  ~NpzArrayFile() override {
-    for (auto& e : entries_) close(e);
-    if (z_) zip_discard(z_);
-  }
-
   static StatusOr<std::unique_ptr<ArrayFile>> open(const std::filesystem::path& path) {
     std::unique_ptr<NpzArrayFile> f(new NpzArrayFile);
     f->path_ = path;
-    int err = 0;
-    f->z_ = zip_open(path.c_str(), ZIP_RDONLY, &err);
-    if (!f->z_) {
-      if (!std::filesystem::exists(path)) return NotFound("array archive '" + path.string() + "' does not exist");
-      return InvalidData("'" + path.string() + "' is not a valid .npz (zip) archive");
-    }
-    const zip_int64_t n = zip_get_num_entries(f->z_, 0);
-    for (zip_int64_t i = 0; i < n; ++i) {
-      zip_stat_t st;
-      if (zip_stat_index(f->z_, static_cast<zip_uint64_t>(i), 0, &st) != 0)
-        return InvalidData(path.string() + ": unreadable entry " + std::to_string(i));
-      const std::string name = st.name;
-      if (name.size() < 4 || name.substr(name.size() - 4) != ".npy") continue;
-      Entry e;
-      e.index = static_cast<zip_uint64_t>(i);
-      e.name = name;
-      e.size = static_cast<size_t>(st.size);
-      e.stored = (st.valid & ZIP_STAT_COMP_METHOD) && st.comp_method == ZIP_CM_STORE;
-      f->entries_.push_back(std::move(e));
+    FRUGAL_ASSIGN_OR_RETURN(f->z_, ZipArchive::open(path));
+    for (size_t i = 0; i < f->z_->entries().size(); ++i) {
+      if (!is_npy_entry(f->z_->entries()[i].name)) continue;
+      f->entries_.push_back({i, nullptr});
       FRUGAL_RETURN_IF_ERROR(f->open_entry(f->entries_.back()));
     }
     return std::unique_ptr<ArrayFile>(f.release());
@@ -302,116 +261,59 @@ class NpzArrayFile : public ArrayFile {
     const Array& a = arrays_.at(k);
     Entry& e = entries_.at(k);
     if (offset > a.nbytes || size > a.nbytes - offset)
-      return InvalidArgument(path_.string() + ": read past the end of '" + e.name + "'");
-    FRUGAL_RETURN_IF_ERROR(seek(e, a.header.data_offset + offset));
-    FRUGAL_RETURN_IF_ERROR(read_exact(e, dst, size));
-    if (e.pos == e.size) {
-      // At the end of the entry: one more read reports EOF, which is where libzip checks the CRC
-      // (when the entry was read through in order). The stream is then done with.
-      char c;
-      const zip_int64_t got = zip_fread(e.f, &c, 1);
-      if (got > 0) return corrupt(e, "more data than its recorded size");
-      if (got < 0) return corrupt(e);
-      close(e);
+      return InvalidArgument(path_.string() + ": read past the end of '" + z_->entries()[e.index].name + "'");
+    if (!e.r) {
+      FRUGAL_ASSIGN_OR_RETURN(e.r, z_->open_entry(e.index));
     }
+    FRUGAL_RETURN_IF_ERROR(e.r->seek(a.header.data_offset + offset));
+    FRUGAL_RETURN_IF_ERROR(e.r->read_exact(dst, size));
+    // At the end of the array, bytes the entry holds after it (none from numpy) are read too, so the
+    // entry's CRC and the end of its stream are checked; then the reader is done with.
+    if (e.r->pos() == a.header.data_offset + a.nbytes) FRUGAL_RETURN_IF_ERROR(e.r->seek(e.r->entry().size));
+    if (e.r->pos() == e.r->entry().size) e.r.reset();
     return OkStatus();
   }
 
  private:
   struct Entry {
-    zip_uint64_t index = 0;
-    std::string name;  // with ".npy"
-    size_t size = 0;   // uncompressed bytes of the entry
-    bool stored = false;
-    zip_file_t* f = nullptr;
-    size_t pos = 0;  // read position in the entry's uncompressed bytes
+    size_t index = 0;                   // in the archive's entries
+    std::unique_ptr<ZipEntryReader> r;  // open while the entry is being read
   };
-
-  // Forward gaps up to this are read through (keeping libzip's running CRC); longer ones in a stored
-  // entry are seeks.
-  static constexpr size_t kReadThrough = size_t{1} << 20;
 
   NpzArrayFile() = default;
 
-  static void close(Entry& e) {
-    if (e.f) zip_fclose(e.f);
-    e.f = nullptr;
-    e.pos = 0;
-  }
-
-  Status corrupt(Entry& e, std::string why = "") {
-    if (why.empty() && e.f && zip_error_code_zip(zip_file_get_error(e.f)) != ZIP_ER_OK) why = zip_file_strerror(e.f);
-    close(e);
-    return InvalidData(path_.string() + ": entry '" + e.name + "' is truncated or corrupt" +
-                       (why.empty() ? std::string() : " (" + why + ")"));
-  }
-
-  Status reopen(Entry& e) {
-    close(e);
-    e.f = zip_fopen_index(z_, e.index, 0);
-    if (!e.f) return InvalidData(path_.string() + ": cannot open entry '" + e.name + "'");
-    return OkStatus();
-  }
-
-  Status read_exact(Entry& e, void* dst, size_t size) {
-    char* p = static_cast<char*>(dst);
-    while (size > 0) {
-      const zip_int64_t got = zip_fread(e.f, p, size);
-      if (got <= 0) return corrupt(e);
-      p += got;
-      size -= static_cast<size_t>(got);
-      e.pos += static_cast<size_t>(got);
-    }
-    return OkStatus();
-  }
-
-  // Moves entry e's stream to byte `target`: a seek in a stored entry, else reading forward (reopening
-  // the entry first when target is behind the stream).
-  Status seek(Entry& e, size_t target) {
-    if (!e.f) FRUGAL_RETURN_IF_ERROR(reopen(e));
-    if (target == e.pos) return OkStatus();
-    if (e.stored && (target < e.pos || target - e.pos > kReadThrough)) {
-      if (zip_fseek(e.f, static_cast<zip_int64_t>(target), SEEK_SET) != 0) return corrupt(e);
-      e.pos = target;
-      return OkStatus();
-    }
-    if (target < e.pos) FRUGAL_RETURN_IF_ERROR(reopen(e));
-    std::vector<char> scratch(std::min(target - e.pos, kReadThrough));
-    while (e.pos < target)
-      FRUGAL_RETURN_IF_ERROR(read_exact(e, scratch.data(), std::min(scratch.size(), target - e.pos)));
-    return OkStatus();
-  }
-
-  // Reads and checks entry e's header, leaving its stream at the first data byte.
+  // Reads and checks entry e's header, leaving its reader at the first data byte.
   Status open_entry(Entry& e) {
-    const std::string what = path_.string() + ":" + e.name.substr(0, e.name.size() - 4);
-    FRUGAL_RETURN_IF_ERROR(reopen(e));
-    std::string buf(std::min<size_t>(e.size, 12), '\0');
-    FRUGAL_RETURN_IF_ERROR(read_exact(e, buf.data(), buf.size()));
+    const std::string& name = z_->entries()[e.index].name;
+    const std::string what = path_.string() + ":" + name.substr(0, name.size() - 4);
+    FRUGAL_ASSIGN_OR_RETURN(e.r, z_->open_entry(e.index));
+    ZipEntryReader& r = *e.r;
+    const size_t entry_size = static_cast<size_t>(r.entry().size);
+    std::string buf(std::min<size_t>(entry_size, 12), '\0');
+    FRUGAL_RETURN_IF_ERROR(r.read_exact(buf.data(), buf.size()));
     const size_t end = npy_header_end(reinterpret_cast<const unsigned char*>(buf.data()), buf.size());
     const size_t have = buf.size();
     if (end > have) {
-      buf.resize(std::max(have, std::min<size_t>({end, e.size, kMaxNpyHeader})));
-      FRUGAL_RETURN_IF_ERROR(read_exact(e, buf.data() + have, buf.size() - have));
+      buf.resize(std::max(have, std::min<size_t>({end, entry_size, kMaxNpyHeader})));
+      FRUGAL_RETURN_IF_ERROR(r.read_exact(buf.data() + have, buf.size() - have));
     }
     FRUGAL_ASSIGN_OR_RETURN(NpyHeader h, parse_npy_header(buf.data(), buf.size(), what));
     const size_t need = storage_bytes(h.dtype, shape_numel(h.shape));
-    const size_t body = e.size - h.data_offset;
+    const size_t body = entry_size - h.data_offset;
     if (body < need) return InvalidData(size_mismatch(what, h, need, body, "entry"));
-    if (e.stored && need > 0) {
-      // The last data byte must be there: a stored entry cut short fails now, not at its last sample.
+    if (r.entry().method == 0 && need > 0) {
+      // A stored entry's bytes are all there (open_entry checked its extent against the archive); a
+      // small one is read through now, so its CRC is checked before the first sample.
       char c;
-      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset + need - 1));
-      FRUGAL_RETURN_IF_ERROR(read_exact(e, &c, 1));
-      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset));
-    } else if (e.pos != h.data_offset) {
-      FRUGAL_RETURN_IF_ERROR(seek(e, h.data_offset));
+      FRUGAL_RETURN_IF_ERROR(r.seek(h.data_offset + need - 1));
+      FRUGAL_RETURN_IF_ERROR(r.read_exact(&c, 1));
     }
-    arrays_.push_back({e.name.substr(0, e.name.size() - 4), std::move(h), need});
+    FRUGAL_RETURN_IF_ERROR(r.seek(h.data_offset));
+    arrays_.push_back({name.substr(0, name.size() - 4), std::move(h), need});
     return OkStatus();
   }
 
-  zip_t* z_ = nullptr;
+  std::unique_ptr<ZipArchive> z_;
   std::vector<Entry> entries_;  // one per array, same order as arrays_
 };
 

@@ -4,10 +4,10 @@
 // archive entry), so a bad file fails early; read() then fetches any byte range of an array's data,
 // which lets a dataset read one sample's rows of a stacked array without loading the rest:
 //   - .npy: a seek to data_offset + offset;
-//   - .npz entry stored (np.savez): libzip's zip_fseek within the entry;
+//   - .npz entry stored (np.savez): a read at the entry's data offset (zip_reader.h);
 //   - .npz entry deflated (np.savez_compressed): one open decompression stream per array, read
 //     forward; a range before the stream's position reopens the entry and skips forward.
-// Reads that run through a whole entry in order let libzip check its CRC, as read_npz does.
+// An entry's CRC is checked once its bytes have been read from start to end (see zip_reader.h).
 // Memory is the headers plus one zlib state per deflated array; not thread-safe.
 #pragma once
 

@@ -150,3 +150,116 @@ def test_short_entry_and_cut_archive_fail_at_open(frugal_bin, tmp_path):
     np.save(tmp_path / "f.npy", np.asfortranarray(x))
     proc = tl.run_frugal(["run", model, "--data", tmp_path / "f.npy"])
     assert proc.returncode == 4 and "Fortran-order" in proc.stderr, proc.stderr
+
+
+def _zip_by_hand(path, entries, zip64=False, descriptor=False, comment=b"", record=None):
+    """Writes a zip archive field by field (PKWARE APPNOTE 4.3-4.5), independently of frugal and of
+    Python's zipfile: entries are (name, bytes, method 0 stored | 8 deflated). zip64: every size and
+    offset in the central directory is the 0xFFFFFFFF marker with the value in a zip64 extra field,
+    and the end record points through a zip64 locator and end record. descriptor: the local headers
+    carry zero sizes and a data descriptor follows each entry's data (general-purpose bit 3).
+    record(name, size, crc) -> (size, crc) overrides what the headers state."""
+    import struct
+    import zlib
+    out, central = bytearray(), bytearray()
+    for name, data, method in entries:
+        if method == 8:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+            comp = c.compress(data) + c.flush()
+        else:
+            comp = data
+        size, crc = len(data), zlib.crc32(data)
+        if record:
+            size, crc = record(name, size, crc)
+        flags = 0x08 if descriptor else 0
+        offset = len(out)
+        n = name.encode()
+        local = (0, 0, 0) if descriptor else (crc, len(comp), size)
+        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, method, 0, 0x21, *local, len(n), 0) + n + comp
+        if descriptor:
+            out += struct.pack("<IIII", 0x08074B50, crc, len(comp), size)
+        if zip64:
+            extra = struct.pack("<HHQQQ", 1, 24, size, len(comp), offset)
+            cs, us, off = 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF
+        else:
+            extra, cs, us, off = b"", len(comp), size, offset
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, flags, method, 0, 0x21, crc, cs, us,
+                               len(n), len(extra), 0, 0, 0, 0, off) + n + extra
+    cd_offset, count = len(out), len(entries)
+    out += central
+    if zip64:
+        end64 = len(out)
+        out += struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, len(central), cd_offset)
+        out += struct.pack("<IIQI", 0x07064B50, 0, end64, 1)
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, len(comment))
+    else:
+        out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), cd_offset, len(comment))
+    path.write_bytes(bytes(out + comment))
+    return path
+
+
+def _npy(a):
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("zip64,descriptor", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["plain", "zip64", "descriptor", "zip64+descriptor"])
+def test_hand_made_archives_read_as_zipfile_reads_them(frugal_bin, tmp_path, zip64, descriptor):
+    """Archive layouts numpy does not write by default but other zip writers do (zip64 end records
+    and central-directory extras, data descriptors, a trailing comment, a non-array entry), checked
+    valid with Python's zipfile first; frugal's samples must equal numpy's arrays exactly."""
+    model = _model(tmp_path / "m.onnx")
+    x, y = _arrays(7, 8)
+    data = _zip_by_hand(tmp_path / "h.npz", [("README.txt", b"calibration set, 7 samples\n", 0),
+                                             ("x.npy", _npy(x), 8), ("y.npy", _npy(y), 0)],
+                        zip64=zip64, descriptor=descriptor, comment=b"made by hand \x00 with a NUL")
+    with zipfile.ZipFile(data) as z:
+        assert z.testzip() is None
+        np.testing.assert_array_equal(np.load(data)["x"], x)
+    _run_and_check(model, data, x, y, tmp_path)
+
+
+def test_deflate_stream_and_recorded_size_must_agree(frugal_bin, tmp_path):
+    """A deflated entry whose stream holds 64 bytes more than its recorded size, or 64 fewer: the
+    array header is satisfied either way (the extra bytes trail the array; the shortfall is in a
+    padding the header does not need), so only the stream-end check can tell."""
+    import zlib
+    model = _model(tmp_path / "m.onnx", two_inputs=False)
+    x = np.random.default_rng(9).standard_normal((50, 2, 3)).astype(np.float32)
+    body = _npy(x)
+    longer = _zip_by_hand(tmp_path / "long.npz", [("x.npy", body + bytes(64), 8)],
+                          record=lambda n, size, crc: (size - 64, zlib.crc32(body)))
+    proc = tl.run_frugal(["run", model, "--data", longer])
+    _one_error_line(proc, "long.npz", "x.npy", "more data than its recorded size")
+    shorter = _zip_by_hand(tmp_path / "short.npz", [("x.npy", body, 8)],
+                           record=lambda n, size, crc: (size + 64, zlib.crc32(body + bytes(64))))
+    proc = tl.run_frugal(["run", model, "--data", shorter])
+    _one_error_line(proc, "short.npz", "x.npy", "truncated or corrupt")
+    # Python's zipfile refuses the short stream too; it stops reading the long one at the recorded
+    # size (whose CRC holds), so there frugal is the stricter reader.
+    with zipfile.ZipFile(shorter) as z, pytest.raises((zipfile.BadZipFile, EOFError)):
+        z.read("x.npy")
+    with zipfile.ZipFile(longer) as z:
+        assert z.read("x.npy") == body
+
+
+def test_other_compression_methods_and_encryption_are_named(frugal_bin, tmp_path):
+    model = _model(tmp_path / "m.onnx", two_inputs=False)
+    x = np.random.default_rng(10).standard_normal((3, 2, 3)).astype(np.float32)
+    data = tmp_path / "bz.npz"
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_BZIP2) as z:
+        z.writestr("x.npy", _npy(x))
+    proc = tl.run_frugal(["run", model, "--data", data])
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "compression method 12" in proc.stderr, proc.stderr
+    # The encryption bit set on an otherwise plain entry.
+    enc = _zip_by_hand(tmp_path / "enc.npz", [("x.npy", _npy(x), 0)])
+    raw = bytearray(enc.read_bytes())
+    cd = raw.rfind(b"PK\x01\x02")
+    raw[cd + 8] |= 1
+    enc.write_bytes(bytes(raw))
+    proc = tl.run_frugal(["run", model, "--data", enc])
+    assert proc.returncode == 4 and "is encrypted" in proc.stderr, proc.stderr
