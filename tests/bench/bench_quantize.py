@@ -2,8 +2,8 @@
 """Peer benchmark: frugal vs onnxruntime.quantization.quantize_static (QDQ, per-channel).
 
 Same model, same calibration samples. For each calibration method (MinMax, Percentile, Entropy)
-both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child) are
-measured the same way; both quantized models are then run in onnxruntime on held-out samples and
+both tools run in their own subprocess, so wall time and peak RSS (ru_maxrss of the child, forked by
+the small tests/bench/peak_rss.c rather than by Python) are measured the same way; both quantized models are then run in onnxruntime on held-out samples and
 compared with the float model (cosine, top-1 agreement). Prints one table and the frugal/ORT ratios.
 With --repeat N each tool runs N times, the two tools taking turns, and the table shows the median of
 each tool's runs, every run's time listed after it: on a machine whose speed drifts, a single pair of
@@ -19,7 +19,6 @@ order would charge that to one tool.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,19 +62,26 @@ class ChildFailed(RuntimeError):
     pass
 
 
+_PEAK_RSS = None
+
+
+def peak_rss_tool():
+    """tests/bench/peak_rss.c, compiled once per run into a temporary folder (cc is part of the build
+    stack). See that file for why the measuring parent must be small."""
+    global _PEAK_RSS
+    if _PEAK_RSS is None:
+        out = Path(tempfile.mkdtemp(prefix="peak_rss_")) / "peak_rss"
+        subprocess.run(["cc", "-O2", "-o", str(out), str(Path(__file__).with_name("peak_rss.c"))], check=True)
+        _PEAK_RSS = out
+    return _PEAK_RSS
+
+
 def run_child(cmd, mem_cap_gb=0.0):
-    """Runs cmd in a fresh wrapper process; returns (wall s, peak RSS MiB). With mem_cap_gb the child's
-    address space is capped (RLIMIT_AS), so a tool that would exhaust the machine fails fast instead."""
-    # one child per measurement: ru_maxrss of RUSAGE_CHILDREN is the max over children, so run each
-    # through a fresh wrapper process that reports its own child's peak. The wrapper also times the
-    # child itself (from just before its fork to its exit), so neither tool is charged the wrapper's
-    # own interpreter start-up (about 20-30 ms here, a third of the digits CNN's frugal time).
+    """Runs cmd under peak_rss (one fork, no interpreter in between); returns (wall s, peak RSS MiB) of
+    cmd alone, timed from just before its fork to its exit. With mem_cap_gb the child's address space
+    is capped (RLIMIT_AS), so a tool that would exhaust the machine fails fast instead."""
     cap = int(mem_cap_gb * (1 << 30))
-    wrapper = ("import resource,subprocess,sys,json,time;cap=int(sys.argv[1])\n"
-               "def lim():\n  if cap: resource.setrlimit(resource.RLIMIT_AS,(cap,cap))\n"
-               "t0=time.perf_counter();r=subprocess.run(sys.argv[2:],preexec_fn=lim);t=time.perf_counter()-t0;"
-               "print(json.dumps([r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, t]))")
-    p = subprocess.run([sys.executable, "-c", wrapper, str(cap)] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.run([str(peak_rss_tool()), str(cap)] + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        text=True)
     rc, rss_kb, wall = json.loads(p.stdout.strip().splitlines()[-1])
     if rc != 0:
