@@ -236,29 +236,44 @@ Status ZipEntryReader::restart() {
   return OkStatus();
 }
 
-Status ZipEntryReader::inflate_into(unsigned char* dst, size_t n) {
+// Hands zlib the next compressed bytes when it has none left and the entry has more.
+Status ZipEntryReader::refill() {
   z_stream& zs = z_->zs;
+  const uint64_t left = entry_.compressed_size - z_->consumed;
+  if (zs.avail_in > 0 || left == 0) return OkStatus();
+  const size_t take = static_cast<size_t>(std::min<uint64_t>(left, z_->in.size()));
+  if (!file_->pread_exact(data_start_ + z_->consumed, z_->in.data(), take)) return fail("read error");
+  z_->consumed += take;
+  zs.next_in = z_->in.data();
+  zs.avail_in = static_cast<uInt>(take);
+  return OkStatus();
+}
+
+// One inflate call into [dst, dst + n); returns the bytes produced. zlib may still produce output
+// after the last compressed byte went in (a match copy or bits it holds), so running out of input is
+// an error only when a call makes no progress.
+StatusOr<size_t> ZipEntryReader::inflate_step(unsigned char* dst, size_t n) {
+  FRUGAL_RETURN_IF_ERROR(refill());
+  z_stream& zs = z_->zs;
+  zs.next_out = dst;
+  zs.avail_out = static_cast<uInt>(n);
+  const int rc = inflate(&zs, Z_NO_FLUSH);
+  const size_t got = n - zs.avail_out;
+  if (rc == Z_STREAM_END) {
+    z_->ended = true;
+  } else if (rc == Z_BUF_ERROR) {
+    if (got == 0 && zs.avail_in == 0 && z_->consumed == entry_.compressed_size)
+      return fail("the compressed data ends early");
+  } else if (rc != Z_OK) {
+    return fail(std::string("deflate data: ") + (zs.msg ? zs.msg : "error " + std::to_string(rc)));
+  }
+  return got;
+}
+
+Status ZipEntryReader::inflate_into(unsigned char* dst, size_t n) {
   while (n > 0) {
     if (z_->ended) return fail("the compressed stream ends before the recorded size");
-    if (zs.avail_in == 0) {
-      const uint64_t left = entry_.compressed_size - z_->consumed;
-      if (left == 0) return fail("the compressed data ends early");
-      const size_t take = static_cast<size_t>(std::min<uint64_t>(left, z_->in.size()));
-      if (!file_->pread_exact(data_start_ + z_->consumed, z_->in.data(), take)) return fail("read error");
-      z_->consumed += take;
-      zs.next_in = z_->in.data();
-      zs.avail_in = static_cast<uInt>(take);
-    }
-    const size_t chunk = std::min<size_t>(n, 1u << 30);
-    zs.next_out = dst;
-    zs.avail_out = static_cast<uInt>(chunk);
-    const int rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc == Z_STREAM_END) {
-      z_->ended = true;
-    } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      return fail(std::string("deflate data: ") + (zs.msg ? zs.msg : "error " + std::to_string(rc)));
-    }
-    const size_t got = chunk - zs.avail_out;
+    FRUGAL_ASSIGN_OR_RETURN(size_t got, inflate_step(dst, std::min<size_t>(n, 1u << 30)));
     dst += got;
     n -= got;
   }
@@ -287,30 +302,12 @@ Status ZipEntryReader::account(const unsigned char* p, size_t n) {
 
 // At the entry's end a deflate stream must end too: nothing more may come out of it.
 Status ZipEntryReader::check_stream_end() {
-  if (!z_ || z_->ended) return OkStatus();
   unsigned char extra;
-  z_stream& zs = z_->zs;
-  for (;;) {
-    if (zs.avail_in == 0) {
-      const uint64_t left = entry_.compressed_size - z_->consumed;
-      if (left == 0) return fail("the compressed stream does not end at the recorded size");
-      const size_t take = static_cast<size_t>(std::min<uint64_t>(left, z_->in.size()));
-      if (!file_->pread_exact(data_start_ + z_->consumed, z_->in.data(), take)) return fail("read error");
-      z_->consumed += take;
-      zs.next_in = z_->in.data();
-      zs.avail_in = static_cast<uInt>(take);
-    }
-    zs.next_out = &extra;
-    zs.avail_out = 1;
-    const int rc = inflate(&zs, Z_NO_FLUSH);
-    if (zs.avail_out == 0) return fail("more data than its recorded size");
-    if (rc == Z_STREAM_END) {
-      z_->ended = true;
-      return OkStatus();
-    }
-    if (rc != Z_OK && rc != Z_BUF_ERROR)
-      return fail(std::string("deflate data: ") + (zs.msg ? zs.msg : "error " + std::to_string(rc)));
+  while (z_ && !z_->ended) {
+    FRUGAL_ASSIGN_OR_RETURN(size_t got, inflate_step(&extra, 1));
+    if (got > 0) return fail("more data than its recorded size");
   }
+  return OkStatus();
 }
 
 Status ZipEntryReader::read_exact(void* dst, size_t n) {

@@ -83,6 +83,8 @@ class ZipEntryReader {
   friend class ZipArchive;
   ZipEntryReader(std::shared_ptr<ZipArchive::File> file, ZipEntry entry, uint64_t data_start);
   Status fail(const std::string& why) const;
+  Status refill();
+  StatusOr<size_t> inflate_step(unsigned char* dst, size_t n);
   Status inflate_into(unsigned char* dst, size_t n);
   Status restart();
   Status account(const unsigned char* p, size_t n);  // CRC bookkeeping for bytes [pos_, pos_ + n)
