@@ -285,7 +285,8 @@ class NpzArrayFile : public ArrayFile {
   // Reads and checks entry e's header, leaving its reader at the first data byte.
   Status open_entry(Entry& e) {
     const std::string& name = z_->entries()[e.index].name;
-    const std::string what = path_.string() + ":" + name.substr(0, name.size() - 4);
+    const std::string stem = name.substr(0, name.size() - 4);
+    const std::string what = path_.string() + ":" + stem;
     FRUGAL_ASSIGN_OR_RETURN(e.r, z_->open_entry(e.index));
     ZipEntryReader& r = *e.r;
     const size_t entry_size = static_cast<size_t>(r.entry().size);
@@ -301,15 +302,11 @@ class NpzArrayFile : public ArrayFile {
     const size_t need = storage_bytes(h.dtype, shape_numel(h.shape));
     const size_t body = entry_size - h.data_offset;
     if (body < need) return InvalidData(size_mismatch(what, h, need, body, "entry"));
-    if (r.entry().method == 0 && need > 0) {
-      // A stored entry's bytes are all there (open_entry checked its extent against the archive); a
-      // small one is read through now, so its CRC is checked before the first sample.
-      char c;
-      FRUGAL_RETURN_IF_ERROR(r.seek(h.data_offset + need - 1));
-      FRUGAL_RETURN_IF_ERROR(r.read_exact(&c, 1));
-    }
+    // A stored entry's extent was checked against the archive when it was opened. Seeking to its end
+    // reads a small one through (the reader's rule), so its CRC is checked before the first sample.
+    if (r.entry().method == 0) FRUGAL_RETURN_IF_ERROR(r.seek(r.entry().size));
     FRUGAL_RETURN_IF_ERROR(r.seek(h.data_offset));
-    arrays_.push_back({name.substr(0, name.size() - 4), std::move(h), need});
+    arrays_.push_back({stem, std::move(h), need});
     return OkStatus();
   }
 

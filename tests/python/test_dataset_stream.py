@@ -86,6 +86,13 @@ def test_stacked_npy_and_folders(frugal_bin, tmp_path):
     _run_and_check(two, d, x, y, tmp_path / "c")
 
 
+def _npy(a):
+    import io
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a)
+    return buf.getvalue()
+
+
 def _one_error_line(proc, *must):
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     # A failure after some samples ran follows the "running ... on N sample(s)" progress line.
@@ -127,10 +134,7 @@ def test_short_entry_and_cut_archive_fail_at_open(frugal_bin, tmp_path):
     model = _model(tmp_path / "m.onnx", two_inputs=False)
     x = np.random.default_rng(5).standard_normal((10, 2, 3)).astype(np.float32)
     # An entry whose header promises 10 samples but holds 9 and a half.
-    import io
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, x)
-    short = buf.getvalue()[:-12]
+    short = _npy(x)[:-12]
     data = tmp_path / "short.npz"
     with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("x.npy", short)
@@ -196,13 +200,6 @@ def _zip_by_hand(path, entries, zip64=False, descriptor=False, comment=b"", reco
         out += struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(central), cd_offset, len(comment))
     path.write_bytes(bytes(out + comment))
     return path
-
-
-def _npy(a):
-    import io
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, a)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("zip64,descriptor", [(False, False), (True, False), (False, True), (True, True)],
